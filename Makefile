@@ -1,0 +1,18 @@
+# Each target sets itself up: a .venv with the exact versions of requirements.lock.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/augtrain run jobs/digits_cnn.yaml
+
+test: $(VENV)/.installed
+	$(PY) -m pytest

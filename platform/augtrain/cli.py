@@ -1,0 +1,103 @@
+"""The `augtrain` command: collect | validate | run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+
+from augtrain.plan import PlanError
+from augtrain.sources import SourceError
+from augtrain.spec import Data, SpecError, dump_job, load_job
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
+console = Console(highlight=False)
+BAD_INPUT = (SpecError, SourceError, PlanError)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _summary(collected) -> None:
+    manifest = collected.manifest
+    counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
+    verb = "already collected" if collected.skipped else "collected"
+    console.print(
+        f"{verb} {collected.path}: {len(manifest['classes'])} classes, shape {tuple(manifest['shape'])} "
+        f"{manifest['dtype']}, train {counts['train']} / val {counts['val']} / test {counts['test']}, "
+        f"quarantined {manifest['quarantined']}, hash {manifest['hash'][:12]}"
+    )
+    if manifest["quarantined"]:
+        reasons = pq.read_table(collected.path / "quarantine.parquet").column("reason").to_pylist()
+        for reason, n in Counter(r.split(":")[0] for r in reasons).most_common():
+            console.print(f"  quarantined {n}: {reason}")
+
+
+@app.command()
+def collect(
+    source: Annotated[str, typer.Argument(help="sklearn-digits, an image folder, .npz, .csv/.parquet, or a job .yaml")],
+    out: Annotated[Optional[Path], typer.Option(help="dataset dir (default: the job's data.path or data/<name>)")] = None,
+    seed: int = 0,
+    test_size: float = 0.2,
+    val_size: float = 0.1,
+    label_column: str = "label",
+    image_column: Optional[str] = None,
+) -> None:
+    """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined."""
+    from augtrain.collect import collect as collect_source
+
+    try:
+        if source.endswith((".yaml", ".yml")):
+            data = load_job(source).data
+        else:
+            data = Data(
+                source=source,
+                seed=seed,
+                test_size=test_size,
+                val_size=val_size,
+                label_column=label_column,
+                image_column=image_column,
+            )
+        _summary(collect_source(data, out))
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def validate(job: Path, overrides: Annotated[Optional[list[str]], typer.Argument()] = None) -> None:
+    """Check a job file (and dotted overrides) without running it; print the resolved spec."""
+    try:
+        spec = load_job(job, overrides or [])
+    except SpecError as exc:
+        _fail(str(exc))
+    console.print(dump_job(spec), end="", markup=False)
+    console.print(f"{job}: ok")
+
+
+@app.command()
+def run(
+    job: Path,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.path=value")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+) -> None:
+    """Run a job: collect, train on Ray, evaluate; prints `run dir: PATH` last."""
+    from augtrain.run import run_job
+
+    try:
+        spec = load_job(job, overrides or [])
+        console.print(dump_job(spec), end="", markup=False)
+        run_dir = run_job(spec, address, echo=lambda line: console.print(line, markup=False))
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+    except Exception as exc:  # a failed Ray run: one line, details are in the Ray logs above
+        _fail(f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}")
+    console.print(f"run dir: {run_dir}", markup=False, soft_wrap=True)

@@ -1,0 +1,159 @@
+"""Collect: a raw source -> a versioned Parquet dataset (part-<split>-*.parquet, manifest.json, quarantine.parquet)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.model_selection import train_test_split
+
+from augtrain.sources import Loaded, SourceError, load_source
+from augtrain.spec import Data
+
+SPLITS = ("train", "val", "test")
+ROWS_PER_SHARD = 4096
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Collected:
+    path: Path
+    manifest: dict
+    skipped: bool
+
+
+def default_path(data: Data) -> Path:
+    """Where a job's dataset lives when `data.path` is not set: data/<source name>."""
+    if data.path:
+        return Path(data.path)
+    return Path("data") / re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-")
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest of a collected dataset, or SourceError if `path` is not one."""
+    file = Path(path) / "manifest.json"
+    if not file.is_file():
+        raise SourceError(f"{path}: not a collected dataset (no manifest.json); run `augtrain collect` first")
+    return json.loads(file.read_text())
+
+
+def split_files(path: str | Path, split: str) -> list[str]:
+    """The Parquet shards of one split, absolute paths in order."""
+    return sorted(str(p.resolve()) for p in Path(path).glob(f"part-{split}-*.parquet"))
+
+
+def collect(data: Data, out: str | Path | None = None) -> Collected:
+    """Collect `data.source` into `out` (default: the job's dataset dir); skip if already collected."""
+    out = Path(out) if out else default_path(data)
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise SourceError(f"{out}: exists and is not a collected dataset; choose another output folder")
+    loaded = load_source(data)
+    if not loaded.samples:
+        raise SourceError(f"{data.source}: no usable samples ({len(loaded.rejects)} quarantined)")
+    classes = sorted(set(loaded.labels), key=_natural)
+    if len(classes) < 2:
+        raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
+    splits = _assign_splits(loaded, data)
+    digest = _content_hash(loaded, splits, classes)
+    if (out / "manifest.json").is_file():
+        previous = read_manifest(out)
+        if previous.get("hash") == digest:
+            return Collected(out, previous, skipped=True)
+    manifest = _write(out, loaded, splits, classes, digest, data)
+    return Collected(out, manifest, skipped=False)
+
+
+def _natural(name: str):
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+
+
+def _assign_splits(loaded: Loaded, data: Data) -> np.ndarray:
+    """Stratified, seeded train/val/test assignment; a source's own test split is kept."""
+    labels = np.asarray(loaded.labels)
+    given_test = np.asarray(loaded.test, dtype=bool)
+    splits = np.where(given_test, "test", "train").astype(object)
+    rest = np.flatnonzero(~given_test)
+    try:
+        if not given_test.any():
+            rest, test = train_test_split(rest, test_size=data.test_size, stratify=labels[rest], random_state=data.seed)
+            splits[test] = "test"
+        _, val = train_test_split(rest, test_size=data.val_size, stratify=labels[rest], random_state=data.seed)
+    except ValueError as exc:
+        counts = Counter(labels.tolist())
+        rare = min(counts, key=counts.get)
+        raise SourceError(
+            f"{data.source}: cannot split stratified (class {rare!r} has {counts[rare]} sample(s)): {exc}"
+        ) from None
+    splits[val] = "val"
+    return splits
+
+
+def _content_hash(loaded: Loaded, splits: np.ndarray, classes: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps(classes).encode())
+    for id_, sample, label, split in zip(loaded.ids, loaded.samples, loaded.labels, splits):
+        digest.update(f"{id_}\0{label}\0{split}\0{sample.dtype}{sample.shape}\0".encode())
+        digest.update(np.ascontiguousarray(sample).tobytes())
+    return digest.hexdigest()
+
+
+def _write(out: Path, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data) -> dict:
+    """Write into a staging dir, then swap it in; a different earlier version is kept beside it."""
+    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    index = {name: i for i, name in enumerate(classes)}
+    counts = {}
+    for split in SPLITS:
+        rows = np.flatnonzero(splits == split)
+        counts[split] = dict(Counter(loaded.labels[i] for i in rows))
+        for shard, start in enumerate(range(0, len(rows), ROWS_PER_SHARD)):
+            chunk = rows[start : start + ROWS_PER_SHARD]
+            table = pa.table(
+                {
+                    "id": pa.array([loaded.ids[i] for i in chunk], pa.string()),
+                    "x": pa.array([np.ascontiguousarray(loaded.samples[i]).tobytes() for i in chunk], pa.binary()),
+                    "y": pa.array([index[loaded.labels[i]] for i in chunk], pa.int64()),
+                }
+            )
+            pq.write_table(table, staging / f"part-{split}-{shard:05d}.parquet")
+    quarantine = pa.table(
+        {"id": [r[0] for r in loaded.rejects], "reason": [r[1] for r in loaded.rejects]},
+        schema=pa.schema([("id", pa.string()), ("reason", pa.string())]),
+    )
+    pq.write_table(quarantine, staging / "quarantine.parquet")
+    sample = loaded.samples[0]
+    manifest = {
+        "format": FORMAT,
+        "hash": digest,
+        "source": data.source,
+        "collect": data.model_dump(mode="json", exclude={"path"}),
+        "schema": {"id": "string", "x": "binary (sample bytes, C order)", "y": "int64 (index into classes)"},
+        "shape": list(sample.shape),
+        "dtype": str(sample.dtype),
+        "classes": classes,
+        "counts": counts,
+        "quarantined": len(loaded.rejects),
+        "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if (out / "manifest.json").is_file():
+        out.rename(out.with_name(f"{out.name}@{read_manifest(out)['hash'][:12]}"))
+    elif out.exists():
+        out.rmdir()
+    staging.rename(out)
+    return manifest
+
+
+def decode_samples(column, manifest: dict) -> np.ndarray:
+    """The `x` column of a batch (sample bytes) back to an (N, *shape) array."""
+    return np.frombuffer(b"".join(column), dtype=manifest["dtype"]).reshape(-1, *manifest["shape"])

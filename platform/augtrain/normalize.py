@@ -1,0 +1,52 @@
+"""Normalize: per-channel mean/std computed once on the train split with Ray Data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from augtrain.collect import decode_samples, split_files
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+    """Samples as float32; uint8 images are mapped to [0, 1]."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32, copy=False)
+
+
+def normalize(images: np.ndarray, stats: dict) -> np.ndarray:
+    """(N, H, W, C) samples -> float32 (N, C, H, W), standardized per channel."""
+    mean = np.asarray(stats["mean"], dtype=np.float32)
+    std = np.asarray(stats["std"], dtype=np.float32)
+    return np.ascontiguousarray(((to_unit(images) - mean) / std).transpose(0, 3, 1, 2))
+
+
+def _partial_sums(batch: dict, manifest: dict) -> dict:
+    images = to_unit(decode_samples(batch["x"], manifest)).astype(np.float64)
+    pixels = images.reshape(-1, images.shape[-1])
+    return {"n": [len(pixels)], "sum": [pixels.sum(0)], "sumsq": [(pixels**2).sum(0)]}
+
+
+def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
+    """Mean and std per channel of the train split, computed once per dataset and cached beside it."""
+    cache = Path(dataset_dir) / "stats.json"
+    if cache.is_file():
+        stats = json.loads(cache.read_text())
+        if stats.get("hash") == manifest["hash"]:
+            return stats
+    parts = (
+        ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])
+        .map_batches(_partial_sums, fn_kwargs={"manifest": manifest}, batch_format="numpy")
+        .take_all()
+    )
+    n = sum(p["n"] for p in parts)
+    mean = sum(p["sum"] for p in parts) / n
+    var = sum(p["sumsq"] for p in parts) / n - mean**2
+    std = np.sqrt(np.maximum(var, 0.0))
+    stats = {"hash": manifest["hash"], "mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist()}
+    cache.write_text(json.dumps(stats))
+    return stats

@@ -1,0 +1,193 @@
+"""Raw data sources: each turns what the user has into labelled uint8/float arrays plus rejects."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from augtrain.spec import Data
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class SourceError(ValueError):
+    """The source as a whole cannot be collected (missing, empty, malformed)."""
+
+
+@dataclass
+class Loaded:
+    """What a source yields: good samples (same shape) and the quarantined ones with reasons."""
+
+    ids: list[str] = field(default_factory=list)
+    samples: list[np.ndarray] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    test: list[bool] = field(default_factory=list)  # True where the source itself puts a sample in test
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+
+    def add(self, id_: str, sample: np.ndarray, label, test: bool = False) -> None:
+        self.ids.append(id_)
+        self.samples.append(sample)
+        self.labels.append(str(label))
+        self.test.append(test)
+
+
+def load_source(data: Data) -> Loaded:
+    """Read `data.source` with the reader its name or suffix selects."""
+    if data.source == "sklearn-digits":
+        return _digits()
+    path = Path(data.source)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _image_folder(path, data)
+    if path.suffix == ".npz":
+        return _npz(path)
+    if path.suffix in {".csv", ".parquet"}:
+        return _table(path, data)
+    raise SourceError(f"{path}: unknown source type (expected a folder, .npz, .csv or .parquet)")
+
+
+def _digits() -> Loaded:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 17 grey levels (0..16) map one-to-one onto uint8, the dtype image augmentation expects.
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+    out = Loaded()
+    for i, (image, label) in enumerate(zip(images, digits.target)):
+        out.add(f"digits/{i}", image, label)
+    return out
+
+
+def _image_folder(root: Path, data: Data) -> Loaded:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.parent != root)
+    if not files:
+        raise SourceError(f"{root}: no images found (expected one sub-folder per class)")
+    labels = {p: p.relative_to(root).parts[0] for p in files}
+    return _images(files, labels, root, data)
+
+
+def _images(files: list[Path], labels: dict[Path, str], root: Path, data: Data) -> Loaded:
+    out = Loaded()
+    headers = {}
+    for path in files:
+        reason, header = _read_header(path, data.max_pixels)
+        if reason:
+            out.rejects.append((str(path.relative_to(root)), reason))
+        else:
+            headers[path] = header
+    if not headers:
+        raise SourceError(f"{root}: none of {len(files)} files is a readable image")
+    channels = data.channels or Counter(c for c, _ in headers.values()).most_common(1)[0][0]
+    size = tuple(data.resize[::-1]) if data.resize else Counter(s for _, s in headers.values()).most_common(1)[0][0]
+    for path, (image_channels, image_size) in headers.items():
+        id_ = str(path.relative_to(root))
+        if image_channels > channels:
+            out.rejects.append((id_, f"wrong mode: {image_channels}-channel image in a {channels}-channel dataset"))
+        elif image_size != size and not data.resize:
+            out.rejects.append((id_, f"wrong shape: {image_size[0]}x{image_size[1]} (expected {size[0]}x{size[1]})"))
+        else:
+            try:
+                out.add(id_, _decode(path, channels, size), labels[path])
+            except (OSError, SyntaxError, ValueError) as exc:
+                out.rejects.append((id_, f"truncated or corrupt: {exc}"))
+    return out
+
+
+def _read_header(path: Path, max_pixels: int):
+    """(reason, None) for a file to quarantine, else (None, (channels, (width, height)))."""
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)", None
+    try:
+        with Image.open(path) as image:
+            mode, size = image.mode, image.size
+    except Image.DecompressionBombError as exc:
+        return f"decompression bomb: {exc}", None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        return f"not a readable image: {exc}", None
+    if size[0] * size[1] > max_pixels:
+        return f"decompression bomb: {size[0]}x{size[1]} pixels exceeds data.max_pixels={max_pixels}", None
+    channels = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 3}.get(mode)
+    if channels is None:
+        return f"wrong mode: {mode} (expected grey or RGB)", None
+    return None, (channels, size)
+
+
+def _decode(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(size[1], size[0], channels)
+
+
+def _npz(path: Path) -> Loaded:
+    with np.load(path, allow_pickle=False) as archive:
+        missing = {"x", "y"} - set(archive.files)
+        if missing:
+            raise SourceError(f"{path}: missing array(s) {sorted(missing)} (expected x and y)")
+        x, y = archive["x"], archive["y"]
+    if len(x) != len(y):
+        raise SourceError(f"{path}: x has {len(x)} samples but y has {len(y)}")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise SourceError(f"{path}: x has shape {x.shape}; expected (N, H, W) or (N, H, W, C)")
+    x = x if x.dtype == np.uint8 else x.astype(np.float32)
+    out = Loaded()
+    for i, (sample, label) in enumerate(zip(x, y)):
+        if np.isfinite(sample).all():
+            out.add(f"{path.name}[{i}]", sample, label)
+        else:
+            out.rejects.append((f"{path.name}[{i}]", "non-finite values (NaN or inf)"))
+    return out
+
+
+def _table(path: Path, data: Data) -> Loaded:
+    table = pacsv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
+    columns = table.column_names
+    if data.label_column not in columns:
+        raise SourceError(f"{path}: no label column {data.label_column!r} (columns: {', '.join(columns)})")
+    rows = table.to_pylist()
+    first_line = 2 if path.suffix == ".csv" else 0  # CSV line numbers count the header line
+    if data.image_column:
+        if data.image_column not in columns:
+            raise SourceError(f"{path}: no image column {data.image_column!r}")
+        files = [path.parent / str(row[data.image_column]) for row in rows]
+        labels = {f: row[data.label_column] for f, row in zip(files, rows)}
+        missing = [(str(f.relative_to(path.parent)), "file not found") for f in files if not f.is_file()]
+        loaded = _images([f for f in files if f.is_file()], labels, path.parent, data)
+        loaded.rejects[:0] = missing
+        return loaded
+    features = data.feature_columns or [c for c in columns if c != data.label_column]
+    unknown = sorted(set(features) - set(columns))
+    if unknown:
+        raise SourceError(f"{path}: unknown feature column(s) {unknown}")
+    shape = data.image_shape or (1, len(features), 1)
+    if int(np.prod(shape)) != len(features):
+        raise SourceError(f"{path}: data.image_shape {shape} does not hold {len(features)} features")
+    out = Loaded()
+    for line, row in enumerate(rows, start=first_line):
+        id_ = f"{path.name}:{line}"
+        values = [_number(row[c]) for c in features]
+        bad = next((c for c, v in zip(features, values) if v is None), None)
+        if bad is not None or row[data.label_column] is None:
+            out.rejects.append((id_, f"line {line}: missing or non-numeric value in column {bad or data.label_column}"))
+        else:
+            out.add(id_, np.asarray(values, dtype=np.float32).reshape(shape), row[data.label_column])
+    return out
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None

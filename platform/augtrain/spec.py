@@ -1,0 +1,159 @@
+"""The job spec: one YAML file, validated into frozen pydantic models before Ray starts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class SpecError(ValueError):
+    """A job file that cannot run; the message lists every bad field by dotted path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Data(Section):
+    source: str = Field(description="sklearn-digits, an image folder, an .npz, or a .csv/.parquet table")
+    path: str | None = Field(None, description="collected dataset dir; default data/<source name>")
+    label_column: str = "label"
+    image_column: str | None = None
+    feature_columns: list[str] | None = None
+    image_shape: tuple[int, int, int] | None = Field(None, description="(H, W, C) of table feature rows")
+    resize: tuple[int, int] | None = None
+    channels: Literal[1, 3] | None = None
+    max_pixels: int = Field(40_000_000, gt=0, description="larger images are quarantined as decompression bombs")
+    test_size: float = Field(0.2, gt=0, lt=1)
+    val_size: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+
+
+class Transform(BaseModel):
+    """One albumentations transform: `{name: Affine, rotate: [-10, 10], p: 0.5}`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @model_validator(mode="after")
+    def _known_transform(self) -> Transform:
+        from augtrain.augment import check_transform
+
+        check_transform(self.name, self.params)
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Model(Section):
+    name: str = "cnn"
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known_model(self) -> Model:
+        from augtrain.models import check_model
+
+        check_model(self.name, self.params)
+        return self
+
+
+class Train(Section):
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    step_size: int = Field(10, ge=1, description="epochs between lr drops for schedule: step")
+    gamma: float = Field(0.1, gt=0, le=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement; 0 = off")
+    keep_checkpoints: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class Scaling(Section):
+    workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float | None = Field(None, gt=0, description="default: planned from the cluster")
+
+
+class Run(Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    storage_path: str = "runs"
+    max_failures: int = Field(0, ge=-1)
+
+
+class Job(Section):
+    data: Data
+    augment: list[Transform] = []
+    model: Model = Model()
+    train: Train = Train()
+    scaling: Scaling = Scaling()
+    run: Run = Run()
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set `a.b.c=value` pairs into a nested dict; values are parsed as YAML scalars."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise SpecError(f"bad override {item!r}: expected dotted.path=value")
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"bad override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def _describe(error: dict) -> str:
+    path = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"{path}: {message}"
+
+
+def parse_job(raw: Any, origin: str = "job") -> Job:
+    """Validate a raw mapping into a Job, or raise SpecError listing every bad field."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Job.model_validate(raw)
+    except ValidationError as exc:
+        lines = sorted({_describe(e) for e in exc.errors()})
+        raise SpecError(f"{origin}: {len(lines)} bad field(s)\n  " + "\n  ".join(lines)) from None
+
+
+def load_job(path: str | Path, overrides: list[str] = ()) -> Job:
+    """Read a job YAML file, apply dotted overrides, validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such job file") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, list(overrides))
+    return parse_job(raw, str(path))
+
+
+def dump_job(job: Job) -> str:
+    """The resolved spec as YAML, every default filled in."""
+    return yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False)

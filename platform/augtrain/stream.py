@@ -1,0 +1,57 @@
+"""Stream: Ray Data pipelines read_parquet -> decode -> augment (train only) -> normalize."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import ray
+
+from augtrain.augment import augment_images, build_pipeline
+from augtrain.collect import decode_samples, split_files
+from augtrain.normalize import normalize
+from augtrain.plan import Plan
+
+
+@functools.lru_cache(maxsize=8)
+def _pipeline(transforms_json: str) -> A.Compose:
+    return build_pipeline(json.loads(transforms_json))
+
+
+def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> dict:
+    """Decode, augment and normalize a train batch.
+
+    Ray Data starts a new actor pool for every pass over a dataset, so an actor per data worker
+    would pay a process start and the albumentations import every epoch (4 s against 0.2 s of
+    compute on digits). Tasks run on Ray's reused worker processes instead, and each process
+    builds the Compose once for the whole run. It draws fresh entropy and keeps its state, so
+    every epoch sees new augmentations; seeded pipelines are `build_pipeline(seed=...)`.
+    """
+    images = augment_images(_pipeline(transforms_json), decode_samples(batch["x"], manifest))
+    return {"x": normalize(images, stats), "y": batch["y"]}
+
+
+def prepare(batch: dict, manifest: dict, stats: dict) -> dict:
+    """Decode and normalize a batch, no augmentation (val, test, predict)."""
+    return {"x": normalize(decode_samples(batch["x"], manifest), stats), "y": batch["y"]}
+
+
+def split_dataset(
+    dataset_dir: str | Path,
+    manifest: dict,
+    stats: dict,
+    split: str,
+    plan: Plan,
+    transforms: list[dict[str, Any]] = (),
+) -> ray.data.Dataset:
+    """One split as a lazy Ray Data pipeline; `transforms` are for the train split only."""
+    remote = {"num_cpus": plan.cpus_per_data_task}
+    ds = ray.data.read_parquet(split_files(dataset_dir, split), columns=["x", "y"], **remote)
+    if transforms:
+        kwargs = {"transforms_json": json.dumps(list(transforms)), "manifest": manifest, "stats": stats}
+        return ds.map_batches(augment, fn_kwargs=kwargs, batch_format="numpy", **remote)
+    return ds.map_batches(prepare, fn_kwargs={"manifest": manifest, "stats": stats}, batch_format="numpy", **remote)

@@ -1,0 +1,185 @@
+"""Train: one readable train_loop_per_worker run by Ray Train's TorchTrainer (DDP across workers)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.data import DataContext, ExecutionResources
+from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from augtrain.models import build_model
+from augtrain.plan import Plan
+from augtrain.spec import Job
+
+WEIGHTS = "model.safetensors"
+STATE = "train_state.pt"
+SCORE = "val_accuracy"
+
+
+def loop_config(job: Job, manifest: dict, plan: Plan) -> dict:
+    """The plain values the workers need; the spec itself stays on the driver."""
+    return {
+        "model": job.model.name,
+        "model_params": dict(job.model.params),
+        "shape": manifest["shape"],
+        "classes": len(manifest["classes"]),
+        "threads": plan.threads_per_worker,
+        **job.train.model_dump(),
+    }
+
+
+def make_optimizer(params, config: dict) -> torch.optim.Optimizer:
+    name, lr, decay = config["optimizer"], config["lr"], config["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=decay, nesterov=True)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params, lr=lr, weight_decay=decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: dict):
+    if config["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+    if config["schedule"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+
+
+def load_weights(model: nn.Module, checkpoint_dir: str | Path) -> nn.Module:
+    """Load safetensors weights saved by the train loop into an (unwrapped) model."""
+    model.load_state_dict(load_file(str(Path(checkpoint_dir) / WEIGHTS)))
+    return model
+
+
+def read_history(checkpoint_dir: str | Path) -> list[dict]:
+    """Every epoch's metrics up to this checkpoint."""
+    return torch.load(Path(checkpoint_dir) / STATE, weights_only=True)["history"]
+
+
+def _sum_across_workers(values: list[float], device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def train_loop(config: dict) -> None:
+    """Per worker: build, resume, then per epoch train -> validate -> checkpoint + report."""
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    bare = build_model(config["model"], config["model_params"], config["shape"], config["classes"])
+    model = ray.train.torch.prepare_model(bare)
+    optimizer = make_optimizer(model.parameters(), config)
+    schedule = make_schedule(optimizer, config)
+    loss_fn = nn.CrossEntropyLoss()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config["precision"] == "bf16")
+
+    # resume: a restarted worker group (or a re-run) continues from the newest checkpoint
+    start, best, stale, history, restarts = 0, -math.inf, 0, [], 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            load_weights(bare, folder)
+            state = torch.load(Path(folder) / STATE, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, best, stale, history = state["epoch"] + 1, state["best"], state["stale"], state["history"]
+        restarts = state["restarts"] + 1
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    batches = {"batch_size": config["batch_size"], "dtypes": {"x": torch.float32, "y": torch.long}, "device": device}
+    for epoch in range(start, config["epochs"]):
+        # train
+        model.train()
+        total = [0.0, 0.0, 0.0]  # loss sum, correct, count
+        for batch in train_shard.iter_torch_batches(**batches):
+            with autocast:
+                logits = model(batch["x"])
+                loss = loss_fn(logits.float(), batch["y"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(batch["y"])
+            total = [total[0] + loss.item() * n, total[1] + (logits.argmax(1) == batch["y"]).sum().item(), total[2] + n]
+        schedule.step()
+
+        # validate
+        model.eval()
+        seen = [0.0, 0.0, 0.0]
+        with torch.no_grad(), autocast:
+            for batch in val_shard.iter_torch_batches(**batches):
+                logits = model(batch["x"]).float()
+                n = len(batch["y"])
+                seen = [
+                    seen[0] + loss_fn(logits, batch["y"]).item() * n,
+                    seen[1] + (logits.argmax(1) == batch["y"]).sum().item(),
+                    seen[2] + n,
+                ]
+        t_loss, t_correct, t_n, v_loss, v_correct, v_n = _sum_across_workers(total + seen, device)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": t_loss / t_n,
+            "train_accuracy": t_correct / t_n,
+            "val_loss": v_loss / v_n,
+            SCORE: v_correct / v_n,
+            "lr": optimizer.param_groups[0]["lr"],
+            "restarts": restarts,
+        }
+        history.append(metrics)
+        best, stale = (metrics[SCORE], 0) if metrics[SCORE] > best else (best, stale + 1)
+
+        # checkpoint + report: rank 0 writes, every rank reports
+        with tempfile.TemporaryDirectory() as folder:
+            saved = None
+            if context.get_world_rank() == 0:
+                save_file({k: v.contiguous() for k, v in bare.state_dict().items()}, str(Path(folder) / WEIGHTS))
+                state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
+                progress = {"epoch": epoch, "best": best, "stale": stale, "history": history, "restarts": restarts}
+                torch.save({**state, **progress}, Path(folder) / STATE)
+                saved = Checkpoint.from_directory(folder)
+                print(
+                    f"epoch {epoch + 1}/{config['epochs']}  train loss {metrics['train_loss']:.4f} "
+                    f"acc {metrics['train_accuracy']:.4f}  val loss {metrics['val_loss']:.4f} "
+                    f"acc {metrics[SCORE]:.4f}",
+                    flush=True,
+                )
+            ray.train.report(metrics, checkpoint=saved)
+        if config["patience"] and stale >= config["patience"]:
+            break
+
+
+def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path) -> ray.train.Result:
+    """Run the TorchTrainer; checkpoints go to `storage`/train, the best k by validation accuracy kept."""
+    options = DataContext.get_current().execution_options
+    options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config(job, manifest, plan),
+        scaling_config=ScalingConfig(
+            num_workers=plan.workers,
+            use_gpu=plan.use_gpu,
+            resources_per_worker={"CPU": plan.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=str(storage.resolve()),
+            failure_config=FailureConfig(max_failures=job.run.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=job.train.keep_checkpoints,
+                checkpoint_score_attribute=SCORE,
+                checkpoint_score_order="max",
+            ),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(execution_options=options),
+    )
+    return trainer.fit()

@@ -1,0 +1,111 @@
+"""End-to-end runs on the shared local Ray: every shipped job in smoke form, and worker-failure recovery."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from augtrain.cli import app
+from augtrain.models import build_model
+from augtrain.run import run_job
+from augtrain.spec import load_job
+from augtrain.train import load_weights
+
+JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
+
+
+def smoke(tmp_path, *extra):
+    return [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2", *extra]
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda p: p.name)
+def test_every_job_runs_in_smoke_form(ray_session, tmp_path, job):
+    result = CliRunner().invoke(app, ["run", str(job), *smoke(tmp_path)])
+    assert result.exit_code == 0, result.output
+    run_dir = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert 0 <= test["accuracy"] <= 1 and len(test["confusion_matrix"]) == len(test["classes"])
+    assert sum(map(sum, test["confusion_matrix"])) == sum(c["support"] for c in test["per_class"].values())
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 0
+    assert load_job(run_dir / "spec.yaml").train.epochs == 2
+    assert "plan: 1 train worker(s)" in result.output and "test accuracy" in result.output
+
+
+def kill_one_worker_after_first_checkpoint(storage: Path, killed: list):
+    from ray.util.state import list_actors
+
+    deadline = time.time() + 240
+    # the snapshot is written once Ray Train has registered a reported checkpoint
+    while time.time() < deadline and not list(storage.glob("*/*/train/checkpoint_manager_snapshot.json")):
+        time.sleep(0.2)
+    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    pid = max(w.pid for w in workers)
+    os.kill(pid, signal.SIGKILL)
+    killed.append(pid)
+
+
+def test_two_workers_survive_a_killed_worker(ray_session, tmp_path):
+    job = load_job(JOBS[0], smoke(tmp_path, "train.epochs=4", "scaling.workers=2", "run.max_failures=1"))
+    killed = []
+    killer = threading.Thread(target=kill_one_worker_after_first_checkpoint, args=(tmp_path / "runs", killed))
+    killer.start()
+    run_dir = run_job(job)
+    killer.join()
+    assert killed, "no worker was killed"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # resumed, not restarted from scratch
+    assert history[-1]["restarts"] == 1 and history[0]["restarts"] == 0
+    assert metrics["test"]["accuracy"] > 0.5
+    checkpoints = sorted(p for p in (run_dir / "train").glob("checkpoint_*") if p.is_dir())
+    assert len(checkpoints) == job.train.keep_checkpoints
+    for folder in checkpoints:
+        load_weights(build_model("cnn", job.model.params, (8, 8, 1), 10), folder)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.source=/no/such/folder"], "/no/such/folder: no such file or folder"),
+        (["augment=[{name: Blurr}]"], "augment.0: unknown transform 'Blurr'"),
+        (["augment=[{name: Affine, rotate: wide}]"], "augment.0: Affine: rotate"),
+        (["model.name=transformer"], "model: unknown model 'transformer'"),
+        (["scaling.workers=9"], "scaling.workers=9 does not fit"),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_2(ray_session, tmp_path, overrides, message):
+    result = CliRunner().invoke(app, ["run", str(JOBS[0]), *smoke(tmp_path), *overrides])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_collect_and_validate_commands(tmp_path, digits):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "img" / label).mkdir(parents=True)
+    Image.fromarray(digits.images[0].astype("uint8")).save(tmp_path / "img" / "a" / "0.png")
+    one_class = CliRunner().invoke(app, ["collect", str(tmp_path / "img"), "--out", str(tmp_path / "o")])
+    assert one_class.exit_code == 2 and "a single class ('a')" in one_class.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(app, ["collect", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert empty.exit_code == 2 and "no images found" in empty.output
+
+    ok = CliRunner().invoke(app, ["collect", "sklearn-digits", "--out", str(tmp_path / "digits")])
+    assert ok.exit_code == 0 and "train 1293 / val 144 / test 360" in ok.output
+    again = CliRunner().invoke(app, ["collect", "sklearn-digits", "--out", str(tmp_path / "digits")])
+    assert again.output.startswith("already collected")
+
+    assert CliRunner().invoke(app, ["validate", str(JOBS[0]), "train.lr=0.01"]).exit_code == 0
+    bad = CliRunner().invoke(app, ["validate", str(JOBS[0]), "train.lr=-1", "train.batch_size=zero"])
+    assert bad.exit_code == 2
+    assert "train.lr: Input should be greater than 0" in bad.output and "train.batch_size:" in bad.output

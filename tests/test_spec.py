@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augtrain.spec import SpecError, apply_overrides, dump_job, load_job, parse_job
+
+JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda p: p.name)
+def test_every_shipped_job_validates(job):
+    spec = load_job(job)
+    assert spec.run.name
+    assert job.read_text().startswith(f"# augtrain run jobs/{job.name}")
+
+
+def test_overrides_set_nested_fields_with_yaml_types(tmp_path):
+    spec = load_job(JOBS[0], ["train.lr=3e-4", "scaling.workers=2", "train.optimizer=sgd"])
+    assert (spec.train.lr, spec.scaling.workers, spec.train.optimizer) == (3e-4, 2, "sgd")
+    assert apply_overrides({}, ["a.b.c=[1, 2]"]) == {"a": {"b": {"c": [1, 2]}}}
+
+
+def test_resolved_spec_round_trips():
+    spec = load_job(JOBS[0])
+    assert parse_job(yaml.safe_load(dump_job(spec))) == spec
+
+
+def test_every_bad_field_is_reported_with_its_dotted_path():
+    raw = {
+        "data": {"source": "sklearn-digits", "test_size": 2},
+        "augment": [{"name": "Affine", "rotate": "abc"}, {"name": "NoSuchTransform"}],
+        "model": {"name": "resnet9000"},
+        "train": {"lr": -1, "optimizer": "lion", "epochz": 3},
+    }
+    with pytest.raises(SpecError) as caught:
+        parse_job(raw, "bad.yaml")
+    message = str(caught.value)
+    assert message.startswith("bad.yaml: 7 bad field(s)")
+    for expected in [
+        "data.test_size: Input should be less than 1",
+        "augment.0: Affine: rotate",
+        "augment.1: unknown transform 'NoSuchTransform'",
+        "model: unknown model 'resnet9000'",
+        "train.lr: Input should be greater than 0",
+        "train.optimizer: Input should be 'adam', 'adamw' or 'sgd'",
+        "train.epochz: unknown field",
+    ]:
+        assert expected in message
+
+
+@pytest.mark.parametrize(
+    "augment, problem",
+    [
+        ([{"name": "Affine", "rotat": 5}], "Affine: unknown parameter(s) ['rotat']"),
+        ([{"name": "GaussNoise", "p": "often"}], "GaussNoise: p: Input should be a valid number"),
+        ([{"name": "Compose"}], "unknown transform 'Compose'"),
+    ],
+)
+def test_transforms_are_checked_by_name_and_parameters(augment, problem):
+    with pytest.raises(SpecError, match=problem.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        parse_job({"data": {"source": "sklearn-digits"}, "augment": augment})
+
+
+def test_model_parameters_are_checked():
+    with pytest.raises(SpecError, match="model: model 'cnn': dropout must be float"):
+        parse_job({"data": {"source": "x"}, "model": {"name": "cnn", "params": {"dropout": "high"}}})
+    with pytest.raises(SpecError, match=r"has no parameter\(s\) \['depth'\]"):
+        parse_job({"data": {"source": "x"}, "model": {"name": "cnn", "params": {"depth": 3}}})
+
+
+def test_bad_files_and_overrides(tmp_path):
+    with pytest.raises(SpecError, match="no such job file"):
+        load_job(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_job(broken)
+    with pytest.raises(SpecError, match="expected dotted.path=value"):
+        load_job(JOBS[0], ["train.lr"])
