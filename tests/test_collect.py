@@ -132,6 +132,11 @@ def test_csv_feature_columns_and_image_paths(tmp_path, digits):
     quarantine = pq.read_table(collected.path / "quarantine.parquet").to_pylist()
     assert quarantine == [{"id": "digits.csv:5", "reason": "line 5: missing or non-numeric value in column p7"}]
     assert collected.manifest["shape"] == [8, 8, 1]
+    import pyarrow.csv as pacsv
+
+    pq.write_table(pacsv.read_csv(tmp_path / "digits.csv"), tmp_path / "digits.parquet")
+    as_parquet = collect(Data(source=str(tmp_path / "digits.parquet"), image_shape=(8, 8, 1)), tmp_path / "pq")
+    assert as_parquet.manifest["counts"] == collected.manifest["counts"]
 
     write_digit_folder(tmp_path / "img", digits)
     files = sorted((tmp_path / "img").rglob("*.png"))

@@ -64,8 +64,11 @@ def test_two_workers_survive_a_killed_worker(ray_session, tmp_path):
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # resumed, not restarted from scratch
     assert history[-1]["restarts"] == 1 and history[0]["restarts"] == 0
     assert metrics["test"]["accuracy"] > 0.5
+    snapshot = json.loads((run_dir / "train" / "checkpoint_manager_snapshot.json").read_text())
+    assert len(snapshot["checkpoint_results"]) == job.train.keep_checkpoints
+    # the killed attempt may leave one more checkpoint that Ray never registered; all must load
     checkpoints = sorted(p for p in (run_dir / "train").glob("checkpoint_*") if p.is_dir())
-    assert len(checkpoints) == job.train.keep_checkpoints
+    assert len(checkpoints) >= job.train.keep_checkpoints
     for folder in checkpoints:
         load_weights(build_model("cnn", job.model.params, (8, 8, 1), 10), folder)
 

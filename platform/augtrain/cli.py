@@ -16,12 +16,12 @@ from augtrain.sources import SourceError
 from augtrain.spec import Data, SpecError, dump_job, load_job
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 BAD_INPUT = (SpecError, SourceError, PlanError)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
 
@@ -100,4 +100,4 @@ def run(
         _fail(f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}")
-    console.print(f"run dir: {run_dir}", markup=False, soft_wrap=True)
+    console.print(f"run dir: {run_dir}", markup=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -26,14 +27,18 @@ def start_ray(address: str | None = None) -> None:
     # Ray 2.60's DataSource V2 lists files in a task that always asks for a whole CPU, which the
     # planned data share can leave unfilled forever: read Parquet with the V1 reader.
     context.use_datasource_v2 = False
-    context.enable_progress_bars = False
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Workers print one line per epoch; without these, Ray Train logs each print twice and Ray
+    # Data logs every epoch's execution plan.
+    quiet = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_LOG_LEVEL": "WARNING"}}
+    logs = ray.LoggingConfig(log_level="WARNING")
     if address:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, runtime_env=quiet, logging_config=logs)
     else:
-        ray.init(dashboard_host="127.0.0.1", logging_level="WARNING")
+        ray.init(dashboard_host="127.0.0.1", runtime_env=quiet, logging_config=logs)
 
 
 def new_run_dir(job: Job) -> Path:

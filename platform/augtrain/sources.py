@@ -156,7 +156,8 @@ def _table(path: Path, data: Data) -> Loaded:
     if data.label_column not in columns:
         raise SourceError(f"{path}: no label column {data.label_column!r} (columns: {', '.join(columns)})")
     rows = table.to_pylist()
-    first_line = 2 if path.suffix == ".csv" else 0  # CSV line numbers count the header line
+    # CSV rows are named by file line (the header is line 1), Parquet rows by index
+    where, first_line = ("line", 2) if path.suffix == ".csv" else ("row", 0)
     if data.image_column:
         if data.image_column not in columns:
             raise SourceError(f"{path}: no image column {data.image_column!r}")
@@ -179,7 +180,8 @@ def _table(path: Path, data: Data) -> Loaded:
         values = [_number(row[c]) for c in features]
         bad = next((c for c, v in zip(features, values) if v is None), None)
         if bad is not None or row[data.label_column] is None:
-            out.rejects.append((id_, f"line {line}: missing or non-numeric value in column {bad or data.label_column}"))
+            reason = f"{where} {line}: missing or non-numeric value in column {bad or data.label_column}"
+            out.rejects.append((id_, reason))
         else:
             out.add(id_, np.asarray(values, dtype=np.float32).reshape(shape), row[data.label_column])
     return out

@@ -11,7 +11,15 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from ray.data import DataContext, ExecutionResources
-from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    DataConfig,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+)
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -173,6 +181,7 @@ def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path) -> 
             name="train",
             storage_path=str(storage.resolve()),
             failure_config=FailureConfig(max_failures=job.run.max_failures),
+            logging_config=LoggingConfig(log_level="WARNING"),  # the epoch lines are the progress
             checkpoint_config=CheckpointConfig(
                 num_to_keep=job.train.keep_checkpoints,
                 checkpoint_score_attribute=SCORE,

@@ -1,0 +1,46 @@
+"""The pieces of the train loop that need no Ray: optimizers, schedules, checkpoint weights."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from augtrain.models import build_model
+from augtrain.spec import Train
+from augtrain.train import WEIGHTS, load_weights, make_optimizer, make_schedule
+
+
+def config(**fields):
+    return Train(**fields).model_dump()
+
+
+@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+def test_optimizers(name, cls):
+    optimizer = make_optimizer(torch.nn.Linear(2, 2).parameters(), config(optimizer=name, lr=0.05))
+    assert type(optimizer) is cls and optimizer.param_groups[0]["lr"] == 0.05
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"schedule": "constant"}, [0.1] * 4),
+        ({"schedule": "step", "step_size": 2, "gamma": 0.5}, [0.1, 0.1, 0.05, 0.05]),
+        ({"schedule": "cosine", "epochs": 4}, [0.1, 0.0853553, 0.05, 0.0146447]),
+    ],
+)
+def test_schedules_per_epoch(fields, expected):
+    optimizer = make_optimizer(torch.nn.Linear(2, 2).parameters(), config(lr=0.1, **fields))
+    schedule = make_schedule(optimizer, config(lr=0.1, **fields))
+    seen = []
+    for _ in expected:
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx(expected, abs=1e-6)
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    model = build_model("cnn", {}, (8, 8, 1), 10)
+    save_file(model.state_dict(), str(tmp_path / WEIGHTS))
+    fresh = load_weights(build_model("cnn", {}, (8, 8, 1), 10), tmp_path)
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(fresh(x), model(x))
