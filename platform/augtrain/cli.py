@@ -1,4 +1,4 @@
-"""The `augtrain` command: collect | validate | run."""
+"""The `augtrain` command: collect | validate | run | tune."""
 
 from __future__ import annotations
 
@@ -98,6 +98,36 @@ def run(
         _fail(str(exc))
     except Exception as exc:  # a failed Ray run: one line, details are in the Ray logs above
         _fail(f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
+    _report(run_dir)
+
+
+def _report(run_dir: Path) -> None:
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}")
     console.print(f"run dir: {run_dir}", markup=False)
+
+
+@app.command(name="tune")
+def tune_command(
+    job: Path,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.path=value")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the newest interrupted sweep of this job")] = False,
+    retry_errored: Annotated[bool, typer.Option(help="with --resume: restart errored trials from scratch")] = False,
+) -> None:
+    """Sweep the job's `tune.space` with Ray Tune; the best trial becomes the run's model."""
+    from augtrain.tune import tune_job
+
+    try:
+        spec = load_job(job, overrides or [])
+        console.print(dump_job(spec), end="", markup=False)
+        run_dir = tune_job(spec, address, lambda line: console.print(line, markup=False), resume, retry_errored)
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+    except Exception as exc:  # a failed sweep: one line, details are in the Ray logs above
+        _fail(f"tune failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
+    _report(run_dir)
+
+
+if __name__ == "__main__":
+    app()

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,22 +16,38 @@ from augtrain.collect import collect
 from augtrain.evaluate import predict_logits, test_metrics, write_metrics
 from augtrain.models import build_model
 from augtrain.normalize import channel_stats
-from augtrain.plan import plan_resources
+from augtrain.plan import Plan, plan_resources
 from augtrain.spec import Job, dump_job
-from augtrain.stream import split_dataset
+from augtrain.stream import configure_data, split_dataset
 from augtrain.train import SCORE, fit, load_weights, read_history
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A collected dataset with its train-split normalization stats, ready to stream."""
+
+    path: Path
+    manifest: dict
+    stats: dict
+
+    def split(self, name: str, plan: Plan, transforms: list[dict] = ()) -> ray.data.Dataset:
+        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms)
+
+    def for_training(self, job: Job, plan: Plan) -> dict[str, ray.data.Dataset]:
+        return {
+            "train": self.split("train", plan, [t.model_dump() for t in job.augment]),
+            # val never changes: prepare it once instead of re-reading it every epoch
+            "val": self.split("val", plan).materialize(),
+        }
 
 
 def start_ray(address: str | None = None) -> None:
     """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray."""
-    context = ray.data.DataContext.get_current()
-    # Ray 2.60's DataSource V2 lists files in a task that always asks for a whole CPU, which the
-    # planned data share can leave unfilled forever: read Parquet with the V1 reader.
-    context.use_datasource_v2 = False
+    configure_data()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     # Workers print one line per epoch; without these, Ray Train logs each print twice and Ray
     # Data logs every epoch's execution plan.
     quiet = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_LOG_LEVEL": "WARNING"}}
@@ -39,6 +56,20 @@ def start_ray(address: str | None = None) -> None:
         ray.init(address=address, runtime_env=quiet, logging_config=logs)
     else:
         ray.init(dashboard_host="127.0.0.1", runtime_env=quiet, logging_config=logs)
+
+
+def cluster_cpus_gpus() -> tuple[float, float]:
+    resources = ray.cluster_resources()
+    return resources.get("CPU", 0), resources.get("GPU", 0)
+
+
+def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) -> Dataset:
+    """Collect (once), start or attach to Ray, compute (once) the normalization stats."""
+    collected = collect(job.data)
+    manifest = collected.manifest
+    echo(f"dataset {collected.path} ({manifest['hash'][:12]}{', already collected' if collected.skipped else ''})")
+    start_ray(address)
+    return Dataset(collected.path.resolve(), manifest, channel_stats(collected.path, manifest))
 
 
 def new_run_dir(job: Job) -> Path:
@@ -53,44 +84,38 @@ def new_run_dir(job: Job) -> Path:
     return run_dir.resolve()
 
 
+def evaluate_run(run_dir: Path, job: Job, data: Dataset, plan: Plan, checkpoint_dir: str, extra: dict) -> dict:
+    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json and the confusion matrix."""
+    model = build_model(job.model.name, job.model.params, data.manifest["shape"], len(data.manifest["classes"]))
+    load_weights(model, checkpoint_dir)
+    logits, labels = predict_logits(model, data.split("test", plan))
+    metrics = {
+        "test": test_metrics(labels, logits.argmax(1), data.manifest["classes"]),
+        "dataset": {"path": str(data.path), "hash": data.manifest["hash"]},
+        **extra,
+    }
+    (run_dir / "spec.yaml").write_text(dump_job(job))
+    (run_dir / "normalization.json").write_text(json.dumps(data.stats))
+    write_metrics(run_dir, metrics)
+    return metrics
+
+
 def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = print) -> Path:
     """Run `job`; return its run dir, which holds spec.yaml, checkpoints and metrics.json."""
-    collected = collect(job.data)
-    manifest = collected.manifest
-    echo(f"dataset {collected.path} ({manifest['hash'][:12]}{', already collected' if collected.skipped else ''})")
-    start_ray(address)
-    resources = ray.cluster_resources()
-    plan = plan_resources(job.scaling, resources.get("CPU", 0), resources.get("GPU", 0))
+    data = prepare_dataset(job, address, echo)
+    plan = plan_resources(job.scaling, *cluster_cpus_gpus())
     echo(plan.describe())
-
     run_dir = new_run_dir(job)
     (run_dir / "spec.yaml").write_text(dump_job(job))
-    stats = channel_stats(collected.path, manifest)
-    (run_dir / "normalization.json").write_text(json.dumps(stats))
-    transforms = [t.model_dump() for t in job.augment]
-    datasets = {
-        "train": split_dataset(collected.path, manifest, stats, "train", plan, transforms),
-        # val never changes: prepare it once instead of re-reading it every epoch
-        "val": split_dataset(collected.path, manifest, stats, "val", plan).materialize(),
-    }
-    result = fit(job, manifest, plan, datasets, run_dir)
+    result = fit(job, data.manifest, plan, data.for_training(job, plan), run_dir)
     if result.error:
         raise result.error
 
     # evaluate the best checkpoint (by validation accuracy) on the test split
     best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1][SCORE])
-    model = build_model(job.model.name, job.model.params, manifest["shape"], len(manifest["classes"]))
-    with best.as_directory() as folder:
-        load_weights(model, folder)
     with result.checkpoint.as_directory() as folder:
         history = read_history(folder)
-    logits, labels = predict_logits(model, split_dataset(collected.path, manifest, stats, "test", plan))
-    metrics = {
-        "test": test_metrics(labels, logits.argmax(1), manifest["classes"]),
-        "best_epoch": best_metrics["epoch"],
-        "best_checkpoint": best.path,
-        "dataset": {"path": str(collected.path.resolve()), "hash": manifest["hash"]},
-        "history": history,
-    }
-    write_metrics(run_dir, metrics)
+    with best.as_directory() as folder:
+        extra = {"best_epoch": best_metrics["epoch"], "best_checkpoint": best.path, "history": history}
+        evaluate_run(run_dir, job, data, plan, folder, extra)
     return run_dir

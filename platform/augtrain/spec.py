@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +92,51 @@ class Run(Section):
     max_failures: int = Field(0, ge=-1)
 
 
+DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}
+
+
+class Scheduler(Section):
+    name: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Tune(Section):
+    """A sweep: `space` maps dotted spec fields to one distribution each, e.g. `{loguniform: [1e-4, 1e-1]}`."""
+
+    space: dict[str, dict[str, list]]
+    samples: int = Field(1, ge=1, description="random samples (grid: repeats of the grid)")
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    search: Literal["random", "grid", "optuna"] = "random"
+    scheduler: Scheduler = Scheduler()
+    max_concurrent: int | None = Field(None, ge=1, description="default: planned from the cluster")
+
+    @field_validator("space")
+    @classmethod
+    def _distributions(cls, space: dict) -> dict:
+        if not space:
+            raise ValueError("empty search space")
+        for path, spec in space.items():
+            if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+                raise ValueError(f"{path}: expected one of {sorted(DISTRIBUTIONS)}, got {sorted(spec)}")
+            (kind, args), = spec.items()
+            if kind in {"choice", "grid"}:
+                if not args:
+                    raise ValueError(f"{path}: {kind} needs at least one value")
+            elif len(args) != 2 or not all(isinstance(a, (int, float)) for a in args) or args[0] >= args[1]:
+                raise ValueError(f"{path}: {kind} needs [low, high] numbers with low < high, got {args}")
+            elif kind == "loguniform" and args[0] <= 0:
+                raise ValueError(f"{path}: loguniform needs low > 0, got {args[0]}")
+            elif kind == "randint" and not all(isinstance(a, int) for a in args):
+                raise ValueError(f"{path}: randint needs integer bounds, got {args}")
+        return space
+
+    def candidates(self, path: str) -> list:
+        """The values of `path` worth checking before any trial starts: every choice, or both bounds."""
+        return list(next(iter(self.space[path].values())))
+
+
 class Job(Section):
     data: Data
     augment: list[Transform] = []
@@ -98,11 +144,50 @@ class Job(Section):
     train: Train = Train()
     scaling: Scaling = Scaling()
     run: Run = Run()
+    tune: Tune | None = None
 
     @field_validator("augment", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _space_fits_the_spec(self) -> Job:
+        if self.tune is None:
+            return self
+        base = self.model_dump(mode="json", exclude={"tune"})
+        for path in self.tune.space:
+            if not _has_path(base, path):
+                raise ValueError(f"tune.space: unknown field {path!r}")
+            for value in self.tune.candidates(path):
+                try:
+                    Job.model_validate(set_dotted(copy.deepcopy(base), path, value))
+                except ValidationError as exc:
+                    problem = "; ".join(_describe(e) for e in exc.errors())
+                    raise ValueError(f"tune.space.{path}: {value!r} is not valid: {problem}") from None
+        return self
+
+
+def _has_path(raw: dict, path: str) -> bool:
+    *parents, leaf = path.split(".")
+    node = raw
+    for part in parents:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return isinstance(node, dict) and (leaf in node or parents == ["model", "params"])
+
+
+def set_dotted(raw: dict, path: str, value: Any) -> dict:
+    """Set `value` at `a.b.c` in a nested dict, creating sections on the way."""
+    *parents, leaf = path.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"bad override {path}: {part} is not a section")
+    node[leaf] = value
+    return raw
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -111,13 +196,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
             raise SpecError(f"bad override {item!r}: expected dotted.path=value")
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SpecError(f"bad override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        set_dotted(raw, key, yaml.safe_load(value))
     return raw
 
 

@@ -35,6 +35,13 @@ def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> d
     return {"x": normalize(images, stats), "y": batch["y"]}
 
 
+def configure_data() -> None:
+    """Ray Data settings for this process, before any dataset is built."""
+    # Ray 2.60's DataSource V2 lists files in a task that always asks for a whole CPU, which the
+    # planned data share can leave unfilled forever: read Parquet with the V1 reader.
+    ray.data.DataContext.get_current().use_datasource_v2 = False
+
+
 def prepare(batch: dict, manifest: dict, stats: dict) -> dict:
     """Decode and normalize a batch, no augmentation (val, test, predict)."""
     return {"x": normalize(decode_samples(batch["x"], manifest), stats), "y": batch["y"]}

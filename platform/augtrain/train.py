@@ -165,7 +165,7 @@ def train_loop(config: dict) -> None:
             break
 
 
-def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path) -> ray.train.Result:
+def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path, callbacks=()) -> ray.train.Result:
     """Run the TorchTrainer; checkpoints go to `storage`/train, the best k by validation accuracy kept."""
     options = DataContext.get_current().execution_options
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
@@ -182,6 +182,7 @@ def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path) -> 
             storage_path=str(storage.resolve()),
             failure_config=FailureConfig(max_failures=job.run.max_failures),
             logging_config=LoggingConfig(log_level="WARNING"),  # the epoch lines are the progress
+            callbacks=list(callbacks),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=job.train.keep_checkpoints,
                 checkpoint_score_attribute=SCORE,

@@ -1,0 +1,221 @@
+"""Tune: Ray Tune sweeps over any spec field; every trial is one Ray Train run, the same `fit` as `augtrain run`."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+
+from augtrain.plan import Plan, plan_resources  # noqa: E402
+from augtrain.run import Dataset, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
+from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
+from augtrain.stream import configure_data  # noqa: E402
+from augtrain.train import fit  # noqa: E402
+
+SAMPLERS = {
+    "loguniform": lambda args: tune.loguniform(*args),
+    "uniform": lambda args: tune.uniform(*args),
+    "randint": lambda args: tune.randint(args[0], args[1] + 1),  # inclusive bounds, like the YAML reads
+    "choice": tune.choice,
+    "grid": tune.grid_search,
+}
+EXPERIMENT = "tune"
+DRIVER_CPU = 0.01  # a trial's driver only waits on its Train run; Ray refuses a trial of 0 resources
+
+
+def search_space(job: Job) -> dict:
+    """Tune's param_space from the spec; under `search: grid` every choice is enumerated too."""
+    space = {}
+    for path, spec in job.tune.space.items():
+        (kind, args), = spec.items()
+        if job.tune.search == "grid" and kind in {"loguniform", "uniform", "randint"}:
+            raise SpecError(f"tune.space.{path}: search: grid needs grid or choice values, not {kind}")
+        if job.tune.search == "optuna" and kind == "grid":
+            raise SpecError(f"tune.space.{path}: search: optuna samples; use choice instead of grid")
+        space[path] = tune.grid_search(args) if job.tune.search == "grid" else SAMPLERS[kind](args)
+    return space
+
+
+def trial_job(base: Job, config: dict) -> Job:
+    """The job one trial runs: the base spec with the trial's sampled values."""
+    raw = base.model_dump(mode="json", exclude={"tune"})
+    for path, value in config.items():
+        set_dotted(raw, path, value)
+    return parse_job(raw, "trial")
+
+
+def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials_dir: Path) -> None:
+    """One trial: a Ray Train run whose per-epoch reports flow to Tune (for ASHA and the results).
+
+    Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
+    """
+    configure_data()
+    job = trial_job(base, config)
+    storage = trials_dir / tune.get_context().get_trial_id()
+    result = fit(job, data.manifest, plan, data.for_training(job, plan), storage, callbacks=[TuneReportCallback()])
+    if result.error:
+        raise result.error
+
+
+def _searcher(job: Job):
+    if job.tune.search != "optuna":
+        return None
+    try:
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise SpecError("tune.search: optuna needs the optional extra: pip install 'augtrain[optuna]'") from None
+    return OptunaSearch()
+
+
+def _scheduler(job: Job):
+    scheduler = job.tune.scheduler
+    if scheduler.name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=job.train.epochs,
+        grace_period=scheduler.grace_period,
+        reduction_factor=scheduler.reduction_factor,
+    )
+
+
+def trial_plan(job: Job) -> tuple[int, Plan]:
+    """How many trials run at once, and the resource plan each one gets of its share of the cluster."""
+    cpus, gpus = cluster_cpus_gpus()
+    fits = max(1, math.floor(cpus / (job.scaling.workers + 1)))  # each trial: its workers + 1 CPU of data
+    concurrent = job.tune.max_concurrent or fits
+    return concurrent, plan_resources(job.scaling, cpus / concurrent - DRIVER_CPU, gpus / concurrent)
+
+
+def latest_sweep(job: Job) -> Path:
+    """The newest run dir of this job that holds a Tune experiment, for --resume."""
+    runs = sorted((Path(job.run.storage_path) / job.run.name).glob(f"*/{EXPERIMENT}"))
+    if not runs:
+        raise SpecError(f"nothing to resume: no sweep under {Path(job.run.storage_path) / job.run.name}")
+    return runs[-1].parent.resolve()
+
+
+def tune_job(
+    job: Job,
+    address: str | None = None,
+    echo: Callable[[str], None] = print,
+    resume: bool = False,
+    retry_errored: bool = False,
+) -> Path:
+    """Run the sweep in `job.tune`; export the best trial like `augtrain run` does; return the run dir."""
+    if job.tune is None:
+        raise SpecError("this job has no tune section")
+    space = search_space(job)
+    data = prepare_dataset(job, address, echo)
+    concurrent, plan = trial_plan(job)
+    echo(f"tune: up to {concurrent} trial(s) at a time, each: {plan.describe()}")
+    run_dir = latest_sweep(job) if resume else new_run_dir(job)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials_dir=run_dir / "trials"),
+        {"CPU": DRIVER_CPU},
+    )
+    if resume:
+        tuner = tune.Tuner.restore(
+            str(run_dir / EXPERIMENT), trainable, resume_errored=not retry_errored, restart_errored=retry_errored
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=job.tune.metric,
+                mode=job.tune.mode,
+                num_samples=job.tune.samples,
+                search_alg=_searcher(job),
+                scheduler=_scheduler(job),
+                max_concurrent_trials=concurrent,
+            ),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(run_dir), verbose=1),
+        )
+    results = tuner.fit()
+    return export_best(run_dir, job, data, plan, results, echo)
+
+
+def export_best(run_dir: Path, job: Job, data: Dataset, plan: Plan, results, echo) -> Path:
+    """trials.csv, plots, and the best trial (by the validation metric) scored on test as the run's model."""
+    rows, curves = trial_rows(job, results)
+    write_trials(run_dir / "trials.csv", rows)
+    plot_sweep(run_dir, job, rows, curves)
+    scored = [r for r in rows if r[job.tune.metric] is not None]
+    if not scored:
+        raise RuntimeError(f"no trial reported {job.tune.metric}; see {run_dir / EXPERIMENT}")
+    pick = max if job.tune.mode == "max" else min
+    best = pick(scored, key=lambda r: r[job.tune.metric])
+    best_job = trial_job(job, {path: best[path] for path in job.tune.space})
+    checkpoint = run_dir / "train" / Path(best["checkpoint"]).name
+    shutil.copytree(best["checkpoint"], checkpoint, dirs_exist_ok=True)
+    echo(f"best trial {best['trial']}: {job.tune.metric} {best[job.tune.metric]:.4f} with "
+         + ", ".join(f"{p}={best[p]}" for p in job.tune.space))
+    extra = {"best_trial": best["trial"], "best_epoch": best["best_epoch"], "best_checkpoint": str(checkpoint),
+             "tune": {"metric": job.tune.metric, "mode": job.tune.mode, "trials": len(rows)}}
+    evaluate_run(run_dir, best_job, data, plan, str(checkpoint), extra)
+    return run_dir
+
+
+def trial_rows(job: Job, results) -> tuple[list[dict], dict[str, list[float]]]:
+    """One row per trial: its values, best metric, epochs run, status, best checkpoint; plus its curve."""
+    rows, curves = [], {}
+    metric, pick = job.tune.metric, (max if job.tune.mode == "max" else min)
+    for result in results:
+        trial = result.metrics.get("trial_id") or Path(result.path).name
+        frame = result.metrics_dataframe
+        history = frame.to_dict("records") if frame is not None and metric in frame else []
+        best = pick(history, key=lambda h: h[metric]) if history else None
+        curves[trial] = [h[metric] for h in history]
+        stopped = result.error is None and len(history) < job.train.epochs
+        rows.append({
+            "trial": trial,
+            **{path: result.config.get(path) for path in job.tune.space},
+            metric: best[metric] if best else None,
+            "best_epoch": int(best["epoch"]) if best else None,
+            "epochs_run": len(history),
+            "status": "error" if result.error else "stopped early" if stopped else "finished",
+            "checkpoint": best.get(CHECKPOINT_PATH_KEY) if best else None,
+        })
+    return sorted(rows, key=lambda r: r["trial"]), curves
+
+
+def write_trials(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_sweep(run_dir: Path, job: Job, rows: list[dict], curves: dict[str, list[float]]) -> None:
+    """tune_metric.png (metric against each swept field) and learning_curves.png (every trial)."""
+    metric, paths = job.tune.metric, list(job.tune.space)
+    scored = [r for r in rows if r[metric] is not None]
+    figure, axes = plt.subplots(1, len(paths), figsize=(4 * len(paths), 3.2), squeeze=False)
+    for axis, path in zip(axes[0], paths):
+        axis.scatter([r[path] for r in scored], [r[metric] for r in scored])
+        if "loguniform" in job.tune.space[path] or path.endswith(("lr", "batch_size")):
+            axis.set_xscale("log")
+        axis.set(xlabel=path, ylabel=metric)
+    figure.tight_layout()
+    figure.savefig(run_dir / "tune_metric.png")
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for trial, curve in curves.items():
+        axis.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, alpha=0.7, label=trial)
+    axis.set(xlabel="epoch", ylabel=metric, title=f"{len(curves)} trials")
+    figure.tight_layout()
+    figure.savefig(run_dir / "learning_curves.png")
+    plt.close(figure)

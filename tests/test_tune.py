@@ -1,0 +1,131 @@
+"""Sweeps: search-space validation without Ray, then real sweeps on the shared local Ray."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augtrain.models import build_model
+from augtrain.spec import SpecError, load_job, parse_job
+from augtrain.train import load_weights
+from augtrain.tune import search_space, tune_job
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNE_JOB = ROOT / "jobs" / "digits_cnn_tune.yaml"
+
+
+def with_tune(**tune):
+    return {"data": {"source": "sklearn-digits"}, "tune": tune}
+
+
+@pytest.mark.parametrize(
+    "space, problem",
+    [
+        ({"train.lr": {"lognormal": [1e-4, 1e-1]}}, "train.lr: expected one of ['choice', 'grid', 'loguniform', 'randint', 'uniform']"),
+        ({"train.lr": {"loguniform": [0.1, 0.001]}}, "train.lr: loguniform needs [low, high] numbers with low < high"),
+        ({"train.lr": {"loguniform": [0, 0.1]}}, "train.lr: loguniform needs low > 0"),
+        ({"train.batch_size": {"randint": [8.5, 64]}}, "train.batch_size: randint needs integer bounds"),
+        ({"train.batch_size": {"choice": []}}, "train.batch_size: choice needs at least one value"),
+        ({"train.learning_rate": {"choice": [0.1]}}, "tune.space: unknown field 'train.learning_rate'"),
+        ({"train.batch_size": {"choice": [32, 0]}}, "tune.space.train.batch_size: 0 is not valid: train.batch_size: Input should be greater than or equal to 1"),
+        ({"train.optimizer": {"grid": ["adam", "lion"]}}, "tune.space.train.optimizer: 'lion' is not valid"),
+        ({}, "empty search space"),
+    ],
+)
+def test_bad_search_spaces_are_refused_before_ray(space, problem):
+    with pytest.raises(SpecError) as caught:
+        parse_job(with_tune(space=space))
+    assert problem in str(caught.value)
+
+
+def test_search_space_maps_to_tune_domains():
+    job = parse_job(with_tune(space={"train.lr": {"loguniform": [1e-4, 1e-1]}, "model.params.dropout": {"uniform": [0, 0.5]}}))
+    space = search_space(job)
+    assert space["train.lr"].lower == 1e-4 and space["train.lr"].upper == 1e-1
+    with pytest.raises(SpecError, match="search: grid needs grid or choice values, not loguniform"):
+        search_space(parse_job({**with_tune(space={"train.lr": {"loguniform": [1e-4, 1e-1]}}), "tune": {"space": {"train.lr": {"loguniform": [1e-4, 1e-1]}}, "search": "grid"}}))
+    grid = search_space(parse_job(with_tune(space={"train.batch_size": {"choice": [16, 32]}}, search="grid")))
+    assert grid["train.batch_size"] == {"grid_search": [16, 32]}
+
+
+def test_the_shipped_tune_job_is_a_16_point_grid_with_asha():
+    job = load_job(TUNE_JOB)
+    assert job.tune.search == "grid" and job.tune.scheduler.name == "asha"
+    assert len(job.tune.space["train.lr"]["grid"]) * len(job.tune.space["train.batch_size"]["grid"]) == 16
+
+
+def small_sweep(tmp_path, *extra):
+    return load_job(TUNE_JOB, [
+        f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2",
+        "tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}", *extra,
+    ])
+
+
+def read_trials(run_dir):
+    with (run_dir / "trials.csv").open() as rows:
+        return list(csv.DictReader(rows))
+
+
+def test_tiny_sweep_exports_the_best_trial(ray_session, tmp_path):
+    job = small_sweep(tmp_path, "tune.scheduler.name=none")
+    run_dir = tune_job(job)
+    trials = read_trials(run_dir)
+    assert len(trials) == 2 and {t["status"] for t in trials} == {"finished"}
+    assert {float(t["train.lr"]) for t in trials} == {0.001, 0.003}
+    assert all(int(t["epochs_run"]) == 2 for t in trials)
+    best = max(trials, key=lambda t: float(t["val_accuracy"]))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_trial"] == best["trial"] and metrics["tune"]["trials"] == 2
+    assert 0 < metrics["test"]["accuracy"] <= 1
+    spec = load_job(run_dir / "spec.yaml")
+    assert spec.train.lr == float(best["train.lr"]) and spec.tune is None
+    # the exported checkpoint loads and scores exactly the reported test accuracy
+    (checkpoint,) = (run_dir / "train").iterdir()
+    model = load_weights(build_model("cnn", spec.model.params, (8, 8, 1), 10), checkpoint)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    for name in ("tune_metric.png", "learning_curves.png", "confusion_matrix.png"):
+        assert (run_dir / name).stat().st_size > 0
+
+
+def test_killed_sweep_resumes_without_retraining_finished_trials(ray_session, tmp_path):
+    overrides = [
+        f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2",
+        "tune.space={train.lr: {grid: [0.001, 0.002, 0.003]}, train.batch_size: {grid: [64]}}",
+        "tune.scheduler.name=none",
+    ]
+    address = ray_session.get_runtime_context().gcs_address
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "augtrain.cli", "tune", str(TUNE_JOB), *overrides, "--address", address],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    runs = tmp_path / "runs" / "digits_cnn_tune"
+    deadline = time.time() + 300
+    finished = []
+    while time.time() < deadline and not finished:  # wait until one trial has finished, then kill
+        finished = [p for p in runs.glob("*/tune/*/result.json") if len(p.read_text().splitlines()) >= 2]
+        time.sleep(0.5)
+    assert finished, "no trial finished before the deadline"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    (run_dir,) = runs.iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    done_checkpoints = {p: p.stat().st_mtime for p in run_dir.glob("trials/*/train/checkpoint_*")}
+    done_results = {p: p.read_text() for p in finished}
+
+    job = load_job(TUNE_JOB, overrides)
+    assert tune_job(job, resume=True) == run_dir
+    trials = read_trials(run_dir)
+    assert len(trials) == 3 and {t["status"] for t in trials} == {"finished"}
+    for path, mtime in done_checkpoints.items():  # nothing that existed was trained again
+        assert path.stat().st_mtime == mtime
+    for path, text in done_results.items():  # finished trials keep their results as they were
+        assert path.read_text() == text
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] > 0
