@@ -16,3 +16,6 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	cd benchmarks && for script in $$(ls *.py | grep -v common.py); do PYTHONPATH=. ../$(PY) $$script || exit 1; done

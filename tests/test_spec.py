@@ -12,7 +12,8 @@ JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 def test_every_shipped_job_validates(job):
     spec = load_job(job)
     assert spec.run.name
-    assert job.read_text().startswith(f"# augtrain run jobs/{job.name}")
+    launch = "tune" if spec.tune else "run"
+    assert job.read_text().startswith(f"# augtrain {launch} jobs/{job.name}")
 
 
 def test_overrides_set_nested_fields_with_yaml_types(tmp_path):
