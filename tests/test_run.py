@@ -17,15 +17,18 @@ from augtrain.spec import load_job
 from augtrain.train import load_weights
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
+# Sweeps run last in the session (tests/test_tune.py): after a sweep, a later Ray Train run on the
+# same Ray was seen to starve for data (see the closing note of issue 4).
+RUN_JOBS = [job for job in JOBS if job.read_text().startswith("# augtrain run ")]
 
 
 def smoke(tmp_path, *extra):
     return [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2", *extra]
 
 
-@pytest.mark.parametrize("job", JOBS, ids=lambda p: p.name)
-def test_every_job_runs_in_smoke_form(ray_session, tmp_path, job):
-    result = CliRunner().invoke(app, ["run", str(job), *smoke(tmp_path)])
+def smoke_run(tmp_path, job, command="run", *extra):
+    """Run a job in smoke form through the CLI; check its run dir, bundle and re-evaluation."""
+    result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
     assert result.exit_code == 0, result.output
     run_dir = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -36,16 +39,29 @@ def test_every_job_runs_in_smoke_form(ray_session, tmp_path, job):
     assert (run_dir / "confusion_matrix.png").stat().st_size > 0
     assert load_job(run_dir / "spec.yaml").train.epochs == 2
     assert "plan: 1 train worker(s)" in result.output and "test accuracy" in result.output
+    assert (run_dir / "train").is_dir() and (run_dir / "normalization.json").is_file()
+
+    # the exported bundle re-evaluates to exactly the same test accuracy
+    again = CliRunner().invoke(app, ["evaluate", str(run_dir / "model")])
+    assert again.exit_code == 0, again.output
+    (evaluation,) = (run_dir / "evaluations").iterdir()
+    assert json.loads(evaluation.read_text())["test"] == test
 
 
-def kill_one_worker_after_first_checkpoint(storage: Path, killed: list):
+@pytest.mark.parametrize("job", RUN_JOBS, ids=lambda p: p.name)
+def test_every_run_job_runs_in_smoke_form(ray_session, tmp_path, job):
+    smoke_run(tmp_path, job)
+
+
+def kill_one_worker_after_first_checkpoint(storage: Path, killed: list, address: str):
     from ray.util.state import list_actors
 
     deadline = time.time() + 240
     # the snapshot is written once Ray Train has registered a reported checkpoint
     while time.time() < deadline and not list(storage.glob("*/*/train/checkpoint_manager_snapshot.json")):
         time.sleep(0.2)
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    workers = list_actors(address=address, filters=alive)
     pid = max(w.pid for w in workers)
     os.kill(pid, signal.SIGKILL)
     killed.append(pid)
@@ -54,7 +70,8 @@ def kill_one_worker_after_first_checkpoint(storage: Path, killed: list):
 def test_two_workers_survive_a_killed_worker(ray_session, tmp_path):
     job = load_job(JOBS[0], smoke(tmp_path, "train.epochs=4", "scaling.workers=2", "run.max_failures=1"))
     killed = []
-    killer = threading.Thread(target=kill_one_worker_after_first_checkpoint, args=(tmp_path / "runs", killed))
+    address = ray_session.get_runtime_context().gcs_address
+    killer = threading.Thread(target=kill_one_worker_after_first_checkpoint, args=(tmp_path / "runs", killed, address))
     killer.start()
     run_dir = run_job(job)
     killer.join()

@@ -73,6 +73,13 @@ def read_trials(run_dir):
         return list(csv.DictReader(rows))
 
 
+@pytest.mark.parametrize("job", [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")], ids=lambda p: p.name)
+def test_every_tune_job_runs_in_smoke_form(ray_session, tmp_path, job):
+    from test_run import smoke_run
+
+    smoke_run(tmp_path, job, "tune", "tune.space={train.lr: {grid: [0.003]}}", "tune.search=grid")
+
+
 def test_tiny_sweep_exports_the_best_trial(ray_session, tmp_path):
     job = small_sweep(tmp_path, "tune.scheduler.name=none")
     run_dir = tune_job(job)

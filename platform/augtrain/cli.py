@@ -1,4 +1,4 @@
-"""The `augtrain` command: collect | validate | run | tune."""
+"""The `augtrain` command: collect | validate | run | tune | evaluate."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 
+from augtrain.bundle import BundleError
 from augtrain.plan import PlanError
 from augtrain.sources import SourceError
 from augtrain.spec import Data, SpecError, dump_job, load_job
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
-BAD_INPUT = (SpecError, SourceError, PlanError)
+BAD_INPUT = (SpecError, SourceError, PlanError, BundleError)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -105,6 +106,23 @@ def _report(run_dir: Path) -> None:
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}")
     console.print(f"run dir: {run_dir}", markup=False)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
+    data: Annotated[Optional[Path], typer.Option(help="another collected dataset (default: the run's own)")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+) -> None:
+    """Re-evaluate a finished run's model on a test split; writes RUN/evaluations/<dataset hash>.json."""
+    from augtrain.run import reevaluate
+
+    try:
+        out, metrics = reevaluate(run, data, address)
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+    test = metrics["test"]
+    console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}  ({out})", markup=False)
 
 
 @app.command(name="tune")

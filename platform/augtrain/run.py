@@ -12,14 +12,16 @@ from typing import Callable
 
 import ray
 
-from augtrain.collect import collect
+from augtrain.bundle import export_bundle, load_bundle
+from augtrain.collect import collect, read_manifest
 from augtrain.evaluate import predict_logits, test_metrics, write_metrics
 from augtrain.models import build_model
 from augtrain.normalize import channel_stats
 from augtrain.plan import Plan, plan_resources
-from augtrain.spec import Job, dump_job
+from augtrain.sources import SourceError
+from augtrain.spec import Job, Scaling, dump_job
 from augtrain.stream import configure_data, split_dataset
-from augtrain.train import SCORE, fit, load_weights, read_history
+from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,33 @@ def evaluate_run(run_dir: Path, job: Job, data: Dataset, plan: Plan, checkpoint_
     (run_dir / "spec.yaml").write_text(dump_job(job))
     (run_dir / "normalization.json").write_text(json.dumps(data.stats))
     write_metrics(run_dir, metrics)
+    export_bundle(run_dir, job, data.manifest, data.stats, Path(checkpoint_dir) / WEIGHTS, metrics)
     return metrics
+
+
+def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None = None) -> tuple[Path, dict]:
+    """Score a run's bundle on the test split of its own dataset or of another collected one."""
+    bundle = load_bundle(run)
+    run = run if (run / "model").is_dir() else run.parent  # a run dir, or the bundle inside one
+    if dataset_dir is None:
+        dataset_dir = Path(json.loads((run / "metrics.json").read_text())["dataset"]["path"])
+    manifest = read_manifest(dataset_dir)
+    if manifest["shape"] != bundle.manifest["shape"] or manifest["classes"] != bundle.classes:
+        raise SourceError(
+            f"{dataset_dir}: samples {manifest['shape']} with classes {manifest['classes']} do not fit the "
+            f"model ({bundle.manifest['shape']}, classes {bundle.classes})"
+        )
+    start_ray(address)
+    plan = plan_resources(Scaling(), *cluster_cpus_gpus())
+    logits, labels = predict_logits(bundle.model, split_dataset(dataset_dir, manifest, bundle.stats, "test", plan))
+    metrics = {
+        "test": test_metrics(labels, logits.argmax(1), bundle.classes),
+        "dataset": {"path": str(dataset_dir), "hash": manifest["hash"]},
+    }
+    out = run / "evaluations" / f"{manifest['hash'][:12]}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2))
+    return out, metrics
 
 
 def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = print) -> Path:
@@ -112,7 +140,7 @@ def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = 
         raise result.error
 
     # evaluate the best checkpoint (by validation accuracy) on the test split
-    best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1][SCORE])
+    best, best_metrics = max(result.best_checkpoints, key=lambda pair: ranking()(pair[1]))
     with result.checkpoint.as_directory() as folder:
         history = read_history(folder)
     with best.as_directory() as folder:

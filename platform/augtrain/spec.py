@@ -106,7 +106,7 @@ class Tune(Section):
 
     space: dict[str, dict[str, list]]
     samples: int = Field(1, ge=1, description="random samples (grid: repeats of the grid)")
-    metric: str = "val_accuracy"
+    metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     search: Literal["random", "grid", "optuna"] = "random"
     scheduler: Scheduler = Scheduler()

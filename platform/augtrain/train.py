@@ -30,6 +30,7 @@ from augtrain.spec import Job
 WEIGHTS = "model.safetensors"
 STATE = "train_state.pt"
 SCORE = "val_accuracy"
+REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts")  # per epoch
 
 
 def loop_config(job: Job, manifest: dict, plan: Plan) -> dict:
@@ -42,6 +43,15 @@ def loop_config(job: Job, manifest: dict, plan: Plan) -> dict:
         "threads": plan.threads_per_worker,
         **job.train.model_dump(),
     }
+
+
+def ranking(metric: str = SCORE, mode: str = "max"):
+    """Sort key for an epoch's metrics: `metric` first, ties to the lower validation loss.
+
+    A validation split of a few hundred samples often ties on accuracy; the loss separates them.
+    """
+    sign = 1 if mode == "max" else -1
+    return lambda metrics: (sign * metrics[metric], -metrics["val_loss"])
 
 
 def make_optimizer(params, config: dict) -> torch.optim.Optimizer:

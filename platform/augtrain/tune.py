@@ -22,7 +22,7 @@ from augtrain.plan import Plan, plan_resources  # noqa: E402
 from augtrain.run import Dataset, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
 from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
 from augtrain.stream import configure_data  # noqa: E402
-from augtrain.train import fit  # noqa: E402
+from augtrain.train import REPORTED, fit, ranking  # noqa: E402
 
 SAMPLERS = {
     "loguniform": lambda args: tune.loguniform(*args),
@@ -150,46 +150,49 @@ def tune_job(
 
 def export_best(run_dir: Path, job: Job, data: Dataset, plan: Plan, results, echo) -> Path:
     """trials.csv, plots, and the best trial (by the validation metric) scored on test as the run's model."""
-    rows, curves = trial_rows(job, results)
+    rows, histories = trial_rows(job, results)
     write_trials(run_dir / "trials.csv", rows)
-    plot_sweep(run_dir, job, rows, curves)
+    plot_sweep(run_dir, job, rows, histories)
     scored = [r for r in rows if r[job.tune.metric] is not None]
     if not scored:
         raise RuntimeError(f"no trial reported {job.tune.metric}; see {run_dir / EXPERIMENT}")
-    pick = max if job.tune.mode == "max" else min
-    best = pick(scored, key=lambda r: r[job.tune.metric])
+    best = max(scored, key=ranking(job.tune.metric, job.tune.mode))
     best_job = trial_job(job, {path: best[path] for path in job.tune.space})
     checkpoint = run_dir / "train" / Path(best["checkpoint"]).name
     shutil.copytree(best["checkpoint"], checkpoint, dirs_exist_ok=True)
     echo(f"best trial {best['trial']}: {job.tune.metric} {best[job.tune.metric]:.4f} with "
          + ", ".join(f"{p}={best[p]}" for p in job.tune.space))
     extra = {"best_trial": best["trial"], "best_epoch": best["best_epoch"], "best_checkpoint": str(checkpoint),
+             "history": histories[best["trial"]],
              "tune": {"metric": job.tune.metric, "mode": job.tune.mode, "trials": len(rows)}}
     evaluate_run(run_dir, best_job, data, plan, str(checkpoint), extra)
     return run_dir
 
 
-def trial_rows(job: Job, results) -> tuple[list[dict], dict[str, list[float]]]:
-    """One row per trial: its values, best metric, epochs run, status, best checkpoint; plus its curve."""
-    rows, curves = [], {}
-    metric, pick = job.tune.metric, (max if job.tune.mode == "max" else min)
+def trial_rows(job: Job, results) -> tuple[list[dict], dict[str, list[dict]]]:
+    """One row per trial: its values, best metric, epochs run, status, best checkpoint; plus its history."""
+    rows, histories = [], {}
+    metric = job.tune.metric
     for result in results:
         trial = result.metrics.get("trial_id") or Path(result.path).name
         frame = result.metrics_dataframe
-        history = frame.to_dict("records") if frame is not None and metric in frame else []
-        best = pick(history, key=lambda h: h[metric]) if history else None
-        curves[trial] = [h[metric] for h in history]
+        records = frame.to_dict("records") if frame is not None and metric in frame else []
+        # Ray keeps the best k checkpoints by the metric alone; rank among those still on disk
+        kept = [r for r in records if r.get(CHECKPOINT_PATH_KEY) and Path(r[CHECKPOINT_PATH_KEY]).is_dir()]
+        best = max(kept, key=ranking(metric, job.tune.mode)) if kept else None
+        history = [{key: record[key] for key in REPORTED} for record in records]
+        histories[trial] = history
         stopped = result.error is None and len(history) < job.train.epochs
         rows.append({
             "trial": trial,
             **{path: result.config.get(path) for path in job.tune.space},
-            metric: best[metric] if best else None,
+            **{key: best[key] if best else None for key in dict.fromkeys([metric, "val_accuracy", "val_loss"])},
             "best_epoch": int(best["epoch"]) if best else None,
             "epochs_run": len(history),
             "status": "error" if result.error else "stopped early" if stopped else "finished",
-            "checkpoint": best.get(CHECKPOINT_PATH_KEY) if best else None,
+            "checkpoint": best[CHECKPOINT_PATH_KEY] if best else None,
         })
-    return sorted(rows, key=lambda r: r["trial"]), curves
+    return sorted(rows, key=lambda r: r["trial"]), histories
 
 
 def write_trials(path: Path, rows: list[dict]) -> None:
@@ -199,7 +202,7 @@ def write_trials(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def plot_sweep(run_dir: Path, job: Job, rows: list[dict], curves: dict[str, list[float]]) -> None:
+def plot_sweep(run_dir: Path, job: Job, rows: list[dict], histories: dict[str, list[dict]]) -> None:
     """tune_metric.png (metric against each swept field) and learning_curves.png (every trial)."""
     metric, paths = job.tune.metric, list(job.tune.space)
     scored = [r for r in rows if r[metric] is not None]
@@ -213,9 +216,10 @@ def plot_sweep(run_dir: Path, job: Job, rows: list[dict], curves: dict[str, list
     figure.savefig(run_dir / "tune_metric.png")
     plt.close(figure)
     figure, axis = plt.subplots(figsize=(6, 4))
-    for trial, curve in curves.items():
+    for trial, history in histories.items():
+        curve = [h[metric] for h in history]
         axis.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, alpha=0.7, label=trial)
-    axis.set(xlabel="epoch", ylabel=metric, title=f"{len(curves)} trials")
+    axis.set(xlabel="epoch", ylabel=metric, title=f"{len(histories)} trials")
     figure.tight_layout()
     figure.savefig(run_dir / "learning_curves.png")
     plt.close(figure)
