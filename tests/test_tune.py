@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from augtrain.models import build_model
 from augtrain.spec import SpecError, load_job, parse_job

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
-import numpy as np
 import ray
 
 from augtrain.augment import augment_images, build_pipeline

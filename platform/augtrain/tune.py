@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import shutil
@@ -13,7 +12,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
