@@ -9,6 +9,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
+	# aeon's wheel carries UCR/UEA datasets (GunPoint, ItalyPowerDemand, ...); augtrain reads the
+	# files without importing aeon, so its heavy dependencies (numba) are not needed here
+	$(PY) -m pip install -q --no-deps aeon==1.6.0
 	touch $@
 
 demo: $(VENV)/.installed

@@ -20,3 +20,42 @@ def test_registry_checks():
     assert "cnn" in MODELS
     with pytest.raises(ValueError, match="unknown model 'vit'"):
         check_model("vit", {})
+
+
+SEQUENCE_CASES = [
+    ("lstm", {}), ("gru", {}), ("lstm", {"bidirectional": True}), ("gru", {"bidirectional": True, "layers": 1}),
+    ("fcn", {}), ("lstm_fcn", {"shuffle": False}),
+]
+
+
+@pytest.mark.parametrize("name, params", SEQUENCE_CASES)
+def test_padding_does_not_change_the_logits(name, params):
+    torch.manual_seed(0)
+    model = build_model(name, params, (30, 2), 3).eval()
+    x = torch.randn(4, 30, 2)
+    x[1, 21:] = float("nan")  # a shorter series in the batch
+    padded = torch.cat([x, torch.full((4, 17, 2), float("nan"))], 1)
+    with torch.no_grad():
+        logits = model(x)
+        assert logits.shape == (4, 3) and torch.isfinite(logits).all()
+        torch.testing.assert_close(model(padded), logits, atol=1e-5, rtol=1e-5)
+        # and the padded tail of the short series is really ignored, not just equal by luck
+        torch.testing.assert_close(model(x[1:2, :21]), logits[1:2], atol=1e-5, rtol=1e-5)
+
+
+def test_classic_stacks():
+    lstm = build_model("lstm", {}, (150, 1), 2)
+    recurrent = lstm.branches[0].rnn
+    assert isinstance(recurrent, torch.nn.LSTM) and (recurrent.num_layers, recurrent.hidden_size) == (2, 128)
+    convs = [m for m in build_model("fcn", {}, (150, 1), 2).modules() if isinstance(m, torch.nn.Conv1d)]
+    assert [(c.out_channels, c.kernel_size[0]) for c in convs] == [(128, 8), (256, 5), (128, 3)]
+    both = build_model("lstm_fcn", {}, (24, 1), 2)
+    assert [type(b).__name__ for b in both.branches] == ["RecurrentFeatures", "ConvFeatures"]
+    assert both.head.in_features == 128 + 128
+
+
+def test_sequence_model_params_are_checked():
+    with pytest.raises(ValueError, match="model 'lstm' has no parameter"):
+        check_model("lstm", {"units": 3})
+    with pytest.raises(ValueError, match="bidirectional must be bool"):
+        check_model("gru", {"bidirectional": "yes"})

@@ -98,6 +98,8 @@ def test_two_workers_survive_a_killed_worker(ray_session, tmp_path):
         (["augment=[{name: Affine, rotate: wide}]"], "augment.0: Affine: rotate"),
         (["model.name=transformer"], "model: unknown model 'transformer'"),
         (["scaling.workers=9"], "scaling.workers=9 does not fit"),
+        (["model.name=lstm"], "augment.0: Affine is for images but model 'lstm' takes sequences"),
+        (["model.name=lstm", "augment=[]"], "model.name: 'lstm' takes sequences but"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_2(ray_session, tmp_path, overrides, message):

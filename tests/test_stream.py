@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from augtrain.collect import collect, decode_samples, split_files
-from augtrain.normalize import channel_stats, normalize, to_unit
+from augtrain.normalize import SERIES, channel_stats, normalize, to_unit
 from augtrain.plan import plan_resources
 from augtrain.spec import Data, Scaling
 from augtrain.stream import split_dataset
@@ -49,3 +49,30 @@ def test_only_train_is_augmented_and_it_changes_every_pass(ray_session, dataset)
     clean, _ = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan))
     assert not np.allclose(a, clean)
     assert abs(float(clean.mean())) < 1e-4 and abs(float(clean.std()) - 1) < 1e-3
+
+
+@pytest.mark.parametrize("mode", ["channel", "series"])
+def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode):
+    """Unequal-length series keep their NaN padding through normalization and augmentation."""
+    collected = collect(Data(source="ucr:PickupGestureWiimoteZ"), tmp_path / "pg")
+    manifest = collected.manifest
+    stats = SERIES if mode == "series" else channel_stats(collected.path, manifest)
+    plan = plan_resources(Scaling(), 2)
+    raw = decode_samples(pq.read_table(split_files(collected.path, "val")).column("x").to_pylist(), manifest)
+    x, _ = arrays(split_dataset(collected.path, manifest, stats, "val", plan))
+    assert x.shape == raw.shape and x.dtype == np.float32  # (N, T, C): no transpose for sequences
+    np.testing.assert_array_equal(np.isnan(x), np.isnan(raw))
+    if mode == "series":
+        np.testing.assert_allclose(np.nanmean(x, 1), 0, atol=1e-5)
+        np.testing.assert_allclose(np.nanstd(x, 1), 1, atol=1e-4)
+    else:
+        train = decode_samples(pq.read_table(split_files(collected.path, "train")).column("x").to_pylist(), manifest)
+        np.testing.assert_allclose(stats["mean"], np.nanmean(train.astype(np.float64), (0, 1)), rtol=1e-9)
+
+    transforms = [{"name": "TimeWarp", "p": 1.0}, {"name": "Jitter", "sigma": 0.1, "p": 1.0}]
+    first, y1 = arrays(split_dataset(collected.path, manifest, stats, "train", plan, transforms))
+    second, y2 = arrays(split_dataset(collected.path, manifest, stats, "train", plan, transforms))
+    clean, _ = arrays(split_dataset(collected.path, manifest, stats, "train", plan))
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(np.isnan(first), np.isnan(clean))
+    assert not np.allclose(first, second, equal_nan=True) and not np.allclose(first, clean, equal_nan=True)

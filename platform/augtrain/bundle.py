@@ -48,7 +48,7 @@ def export_bundle(run_dir: Path, job: Job, dataset: dict, stats: dict, weights: 
     out.mkdir(exist_ok=True)
     shutil.copyfile(weights, out / WEIGHTS)
     (out / "spec.yaml").write_text(dump_job(job))
-    (out / "normalization.json").write_text(json.dumps({"mean": stats["mean"], "std": stats["std"]}))
+    (out / "normalization.json").write_text(json.dumps({k: v for k, v in stats.items() if k != "hash"}))
     (out / "classes.json").write_text(json.dumps(dataset["classes"]))
     (out / "metrics.json").write_text(json.dumps({"test": metrics["test"]}, indent=2))
     files = {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.name != "manifest.json"}

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 
 import pyarrow.parquet as pq
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from augtrain.bundle import BundleError
 from augtrain.plan import PlanError
@@ -22,7 +24,7 @@ BAD_INPUT = (SpecError, SourceError, PlanError, BundleError)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -30,8 +32,12 @@ def _summary(collected) -> None:
     manifest = collected.manifest
     counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
     verb = "already collected" if collected.skipped else "collected"
+    lengths = manifest.get("lengths")
+    shape = f"lengths {lengths['min']}-{lengths['max']} x {manifest['channels']} channel(s)" if lengths else (
+        f"shape {tuple(manifest['shape'])}"
+    )
     console.print(
-        f"{verb} {collected.path}: {len(manifest['classes'])} classes, shape {tuple(manifest['shape'])} "
+        f"{verb} {collected.path}: {manifest['kind']}s, {len(manifest['classes'])} classes, {shape} "
         f"{manifest['dtype']}, train {counts['train']} / val {counts['val']} / test {counts['test']}, "
         f"quarantined {manifest['quarantined']}, hash {manifest['hash'][:12]}"
     )
@@ -43,13 +49,15 @@ def _summary(collected) -> None:
 
 @app.command()
 def collect(
-    source: Annotated[str, typer.Argument(help="sklearn-digits, an image folder, .npz, .csv/.parquet, or a job .yaml")],
+    source: Annotated[str, typer.Argument(help="sklearn-digits, ucr:NAME, an image folder, .npz, .csv/.parquet, or a job .yaml")],
     out: Annotated[Optional[Path], typer.Option(help="dataset dir (default: the job's data.path or data/<name>)")] = None,
     seed: int = 0,
     test_size: float = 0.2,
     val_size: float = 0.1,
     label_column: str = "label",
     image_column: Optional[str] = None,
+    archive: Annotated[Optional[str], typer.Option(help="UCR/UEA archive folder for ucr:NAME")] = None,
+    kind: Annotated[Optional[str], typer.Option(help=".npz only: 'sequence' reads x as (N, T[, C])")] = None,
 ) -> None:
     """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined."""
     from augtrain.collect import collect as collect_source
@@ -65,10 +73,14 @@ def collect(
                 val_size=val_size,
                 label_column=label_column,
                 image_column=image_column,
+                archive=archive,
+                kind=kind,
             )
         _summary(collect_source(data, out))
     except BAD_INPUT as exc:
         _fail(str(exc))
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
 @app.command()

@@ -22,7 +22,7 @@ from augtrain.spec import Data
 
 SPLITS = ("train", "val", "test")
 ROWS_PER_SHARD = 4096
-FORMAT = 1
+FORMAT = 2  # 2: manifest has kind (image | sequence)
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,20 @@ def _assign_splits(loaded: Loaded, data: Data) -> np.ndarray:
     given_test = np.asarray(loaded.test, dtype=bool)
     splits = np.where(given_test, "test", "train").astype(object)
     rest = np.flatnonzero(~given_test)
+
+    def held_out(rows: np.ndarray, fraction: float) -> int:
+        # at least one sample per class, which a small dataset's fraction may not reach
+        return max(int(np.ceil(fraction * len(rows))), len(set(labels[rows])))
+
     try:
         if not given_test.any():
-            rest, test = train_test_split(rest, test_size=data.test_size, stratify=labels[rest], random_state=data.seed)
+            rest, test = train_test_split(
+                rest, test_size=held_out(rest, data.test_size), stratify=labels[rest], random_state=data.seed
+            )
             splits[test] = "test"
-        _, val = train_test_split(rest, test_size=data.val_size, stratify=labels[rest], random_state=data.seed)
+        _, val = train_test_split(
+            rest, test_size=held_out(rest, data.val_size), stratify=labels[rest], random_state=data.seed
+        )
     except ValueError as exc:
         counts = Counter(labels.tolist())
         rare = min(counts, key=counts.get)
@@ -99,7 +108,7 @@ def _assign_splits(loaded: Loaded, data: Data) -> np.ndarray:
 
 
 def _content_hash(loaded: Loaded, splits: np.ndarray, classes: list[str]) -> str:
-    digest = hashlib.sha256(json.dumps(classes).encode())
+    digest = hashlib.sha256(json.dumps([FORMAT, classes]).encode())
     for id_, sample, label, split in zip(loaded.ids, loaded.samples, loaded.labels, splits):
         digest.update(f"{id_}\0{label}\0{split}\0{sample.dtype}{sample.shape}\0".encode())
         digest.update(np.ascontiguousarray(sample).tobytes())
@@ -136,10 +145,12 @@ def _write(out: Path, loaded: Loaded, splits: np.ndarray, classes: list[str], di
         "format": FORMAT,
         "hash": digest,
         "source": data.source,
-        "collect": data.model_dump(mode="json", exclude={"path"}),
+        "collect": data.model_dump(mode="json", exclude={"path", "normalize"}),
         "schema": {"id": "string", "x": "binary (sample bytes, C order)", "y": "int64 (index into classes)"},
+        "kind": loaded.kind,
         "shape": list(sample.shape),
         "dtype": str(sample.dtype),
+        **(_sequence_summary(loaded.samples) if loaded.kind == "sequence" else {}),
         "classes": classes,
         "counts": counts,
         "quarantined": len(loaded.rejects),
@@ -152,6 +163,11 @@ def _write(out: Path, loaded: Loaded, splits: np.ndarray, classes: list[str], di
         out.rmdir()
     staging.rename(out)
     return manifest
+
+
+def _sequence_summary(samples: list[np.ndarray]) -> dict:
+    lengths = [int((~np.isnan(s[:, 0])).sum()) for s in samples]
+    return {"channels": samples[0].shape[1], "lengths": {"min": min(lengths), "max": max(lengths)}}
 
 
 def decode_samples(column, manifest: dict) -> np.ndarray:

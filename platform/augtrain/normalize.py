@@ -1,4 +1,4 @@
-"""Normalize: per-channel mean/std computed once on the train split with Ray Data."""
+"""Normalize: per-channel mean/std computed once on the train split with Ray Data, or per series."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import ray
 
 from augtrain.collect import decode_samples, split_files
 
+SERIES = {"mode": "series"}  # stats of a job that z-normalizes each sequence by itself
+
 
 def to_unit(images: np.ndarray) -> np.ndarray:
     """Samples as float32; uint8 images are mapped to [0, 1]."""
@@ -18,17 +20,28 @@ def to_unit(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def normalize(images: np.ndarray, stats: dict) -> np.ndarray:
-    """(N, H, W, C) samples -> float32 (N, C, H, W), standardized per channel."""
-    mean = np.asarray(stats["mean"], dtype=np.float32)
-    std = np.asarray(stats["std"], dtype=np.float32)
-    return np.ascontiguousarray(((to_unit(images) - mean) / std).transpose(0, 3, 1, 2))
+def normalize(samples: np.ndarray, stats: dict) -> np.ndarray:
+    """Standardize per channel: images (N, H, W, C) -> float32 (N, C, H, W); sequences (N, T, C) keep their layout.
+
+    With SERIES stats each sample is z-normalized per channel over its own steps or pixels (the
+    UCR archive's convention for sequences); NaN padding stays NaN.
+    """
+    x = to_unit(samples)
+    if stats.get("mode") == SERIES["mode"]:
+        axes = tuple(range(1, x.ndim - 1))
+        mean = np.nanmean(x, axis=axes, keepdims=True)
+        std = np.nanstd(x, axis=axes, keepdims=True)
+    else:
+        mean = np.asarray(stats["mean"], dtype=np.float32)
+        std = np.asarray(stats["std"], dtype=np.float32)
+    x = (x - mean) / np.where(std > 1e-8, std, 1.0).astype(np.float32)
+    return np.ascontiguousarray(x if x.ndim == 3 else x.transpose(0, 3, 1, 2))
 
 
 def _partial_sums(batch: dict, manifest: dict) -> dict:
-    images = to_unit(decode_samples(batch["x"], manifest)).astype(np.float64)
-    pixels = images.reshape(-1, images.shape[-1])
-    return {"n": [len(pixels)], "sum": [pixels.sum(0)], "sumsq": [(pixels**2).sum(0)]}
+    samples = to_unit(decode_samples(batch["x"], manifest)).astype(np.float64)
+    values = samples.reshape(-1, samples.shape[-1])  # NaN is sequence padding
+    return {"n": [(~np.isnan(values)).sum(0)], "sum": [np.nansum(values, 0)], "sumsq": [np.nansum(values**2, 0)]}
 
 
 def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:

@@ -15,13 +15,16 @@ import ray
 from augtrain.bundle import export_bundle, load_bundle
 from augtrain.collect import collect, read_manifest
 from augtrain.evaluate import predict_logits, test_metrics, write_metrics
-from augtrain.models import build_model
-from augtrain.normalize import channel_stats
+from augtrain.models import build_model, model_kind
+from augtrain.normalize import SERIES, channel_stats
 from augtrain.plan import Plan, plan_resources
 from augtrain.sources import SourceError
-from augtrain.spec import Job, Scaling, dump_job
+from augtrain.spec import Job, Scaling, SpecError, dump_job
 from augtrain.stream import configure_data, split_dataset
 from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
+
+
+REPORT_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,20 @@ def start_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Workers print one line per epoch; without these, Ray Train logs each print twice and Ray
-    # Data logs every epoch's execution plan.
-    quiet = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_LOG_LEVEL": "WARNING"}}
+    env = {
+        # Workers print one line per epoch; without these, Ray Train logs each print twice and
+        # Ray Data logs every epoch's execution plan.
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+        "RAY_DATA_LOG_LEVEL": "WARNING",
+        # The Train controller takes one report per poll, every 2 s by default, and a worker's
+        # next report waits for it: every epoch cost at least 2 s (digits trains one in 0.3 s).
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(REPORT_POLL_S),
+    }
     logs = ray.LoggingConfig(log_level="WARNING")
     if address:
-        ray.init(address=address, runtime_env=quiet, logging_config=logs)
+        ray.init(address=address, runtime_env={"env_vars": env}, logging_config=logs)
     else:
-        ray.init(dashboard_host="127.0.0.1", runtime_env=quiet, logging_config=logs)
+        ray.init(dashboard_host="127.0.0.1", runtime_env={"env_vars": env}, logging_config=logs)
 
 
 def cluster_cpus_gpus() -> tuple[float, float]:
@@ -70,8 +79,12 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
     collected = collect(job.data)
     manifest = collected.manifest
     echo(f"dataset {collected.path} ({manifest['hash'][:12]}{', already collected' if collected.skipped else ''})")
+    if model_kind(job.model.name) != manifest["kind"]:
+        takes = model_kind(job.model.name)
+        raise SpecError(f"model.name: {job.model.name!r} takes {takes}s but {collected.path} holds {manifest['kind']}s")
     start_ray(address)
-    return Dataset(collected.path.resolve(), manifest, channel_stats(collected.path, manifest))
+    stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
+    return Dataset(collected.path.resolve(), manifest, stats)
 
 
 def new_run_dir(job: Job) -> Path:
@@ -139,11 +152,15 @@ def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = 
     if result.error:
         raise result.error
 
-    # evaluate the best checkpoint (by validation accuracy) on the test split
-    best, best_metrics = max(result.best_checkpoints, key=lambda pair: ranking()(pair[1]))
+    # evaluate the selected checkpoint (best by validation accuracy, or the last) on the test split
+    if job.train.select == "last":
+        best, best_metrics = result.checkpoint, result.metrics
+    else:
+        best, best_metrics = max(result.best_checkpoints, key=lambda pair: ranking()(pair[1]))
     with result.checkpoint.as_directory() as folder:
         history = read_history(folder)
     with best.as_directory() as folder:
-        extra = {"best_epoch": best_metrics["epoch"], "best_checkpoint": best.path, "history": history}
+        extra = {"selected": job.train.select, "best_epoch": best_metrics["epoch"], "best_checkpoint": best.path,
+                 "history": history}
         evaluate_run(run_dir, job, data, plan, folder, extra)
     return run_dir

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from augtrain.spec import Data
+from augtrain.ucr import ArchiveError, find_dataset, read_series
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -22,8 +23,13 @@ class SourceError(ValueError):
 
 @dataclass
 class Loaded:
-    """What a source yields: good samples (same shape) and the quarantined ones with reasons."""
+    """What a source yields: good samples (same shape) and the quarantined ones with reasons.
 
+    Sequences are (T, C) float32, padded at the end with NaN to the longest one: a time step of
+    NaN is padding, which lets unequal lengths share one shape through every later stage.
+    """
+
+    kind: str = "image"
     ids: list[str] = field(default_factory=list)
     samples: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
@@ -41,13 +47,15 @@ def load_source(data: Data) -> Loaded:
     """Read `data.source` with the reader its name or suffix selects."""
     if data.source == "sklearn-digits":
         return _digits()
+    if data.source.startswith("ucr:"):
+        return _ucr(data.source.removeprefix("ucr:"), data.archive)
     path = Path(data.source)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
     if path.is_dir():
         return _image_folder(path, data)
     if path.suffix == ".npz":
-        return _npz(path)
+        return _npz_sequences(path) if data.kind == "sequence" else _npz(path)
     if path.suffix in {".csv", ".parquet"}:
         return _table(path, data)
     raise SourceError(f"{path}: unknown source type (expected a folder, .npz, .csv or .parquet)")
@@ -128,14 +136,20 @@ def _decode(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     return array.reshape(size[1], size[0], channels)
 
 
-def _npz(path: Path) -> Loaded:
-    with np.load(path, allow_pickle=False) as archive:
+def _npz_arrays(path: Path, ragged: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`x` and `y` of an .npz; `ragged` allows an object array of variable-length series (pickled)."""
+    with np.load(path, allow_pickle=ragged) as archive:
         missing = {"x", "y"} - set(archive.files)
         if missing:
             raise SourceError(f"{path}: missing array(s) {sorted(missing)} (expected x and y)")
         x, y = archive["x"], archive["y"]
     if len(x) != len(y):
         raise SourceError(f"{path}: x has {len(x)} samples but y has {len(y)}")
+    return x, y
+
+
+def _npz(path: Path) -> Loaded:
+    x, y = _npz_arrays(path)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
@@ -148,6 +162,72 @@ def _npz(path: Path) -> Loaded:
         else:
             out.rejects.append((f"{path.name}[{i}]", "non-finite values (NaN or inf)"))
     return out
+
+
+def _ucr(name: str, archive: str | None) -> Loaded:
+    """A UCR/UEA dataset: its TRAIN file becomes train+val, its TEST file the test split."""
+    try:
+        files = find_dataset(name, archive)
+        series = [read_series(f) for f in files]
+    except ArchiveError as exc:
+        raise SourceError(str(exc)) from None
+    ids, values, labels, test = [], [], [], []
+    for path, part in zip(files, series):
+        ids += [f"{path.name}:{line}" for line in part.lines]
+        values += part.values
+        labels += part.labels
+        test += [path is files[1]] * len(part.values)
+    return _sequences(ids, values, labels, test)
+
+
+def _npz_sequences(path: Path) -> Loaded:
+    """`x` as (N, T) or (N, T, C), NaN-padded at the end, or an object array of (T_i[, C]) arrays."""
+    x, y = _npz_arrays(path, ragged=True)
+    values = []
+    for i, series in enumerate(x):
+        series = np.asarray(series, dtype=np.float32)
+        series = series[:, None] if series.ndim == 1 else series
+        if series.ndim != 2:
+            raise SourceError(f"{path}: x[{i}] has shape {series.shape}; expected (T,) or (T, C)")
+        steps = np.flatnonzero(~np.isnan(series).all(1))
+        values.append(series[: steps[-1] + 1] if len(steps) else series[:0])
+    return _sequences([f"{path.name}[{i}]" for i in range(len(x))], values, list(y), [False] * len(x))
+
+
+def _sequences(ids: list[str], values: list[np.ndarray], labels: list, test: list[bool]) -> Loaded:
+    """Fill missing values by linear interpolation, then pad every series with NaN to the longest."""
+    if not values:
+        raise SourceError("no series found")
+    out = Loaded(kind="sequence")
+    good = []
+    channels = max(v.shape[1] for v in values)
+    for id_, series, label, in_test in zip(ids, values, labels, test):
+        if series.shape[1] != channels:
+            out.rejects.append((id_, f"{series.shape[1]} channel(s) in a {channels}-channel dataset"))
+        elif np.isinf(series).any():
+            out.rejects.append((id_, "infinite value"))
+        elif len(series) == 0 or np.isnan(series).all(0).any():
+            out.rejects.append((id_, "a channel with no values"))
+        else:
+            good.append((id_, _interpolate(series), label, in_test))
+    longest = max((len(g[1]) for g in good), default=0)
+    for id_, series, label, in_test in good:
+        padded = np.full((longest, channels), np.nan, dtype=np.float32)
+        padded[: len(series)] = series
+        out.add(id_, padded, label, in_test)
+    return out
+
+
+def _interpolate(series: np.ndarray) -> np.ndarray:
+    """Missing values (NaN) inside a series, linearly interpolated per channel."""
+    if not np.isnan(series).any():
+        return series
+    steps = np.arange(len(series))
+    filled = series.copy()
+    for c in range(series.shape[1]):
+        known = ~np.isnan(series[:, c])
+        filled[:, c] = np.interp(steps, steps[known], series[known, c])
+    return filled
 
 
 def _table(path: Path, data: Data) -> Loaded:

@@ -20,8 +20,13 @@ class Section(BaseModel):
 
 
 class Data(Section):
-    source: str = Field(description="sklearn-digits, an image folder, an .npz, or a .csv/.parquet table")
+    source: str = Field(description="sklearn-digits, ucr:NAME, an image folder, an .npz, or a .csv/.parquet table")
     path: str | None = Field(None, description="collected dataset dir; default data/<source name>")
+    kind: Literal["image", "sequence"] | None = Field(None, description=".npz only: sequence reads x as (N, T[, C])")
+    archive: str | None = Field(None, description="UCR/UEA archive folder for ucr:NAME; default aeon's copy")
+    normalize: Literal["channel", "series"] = Field(
+        "channel", description="channel: train-split mean/std per channel; series: z-normalize each sequence"
+    )
     label_column: str = "label"
     image_column: str | None = None
     feature_columns: list[str] | None = None
@@ -75,8 +80,13 @@ class Train(Section):
     step_size: int = Field(10, ge=1, description="epochs between lr drops for schedule: step")
     gamma: float = Field(0.1, gt=0, le=1)
     precision: Literal["fp32", "bf16"] = "fp32"
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss; validation loss is plain")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement; 0 = off")
     keep_checkpoints: int = Field(2, ge=1)
+    select: Literal["best", "last"] = Field(
+        "best", description="the epoch `augtrain run` scores on test: best on validation, or the last one "
+        "(for validation splits too small to rank epochs)"
+    )
     seed: int = 0
 
 
@@ -152,6 +162,18 @@ class Job(Section):
         return [] if value is None else value
 
     @model_validator(mode="after")
+    def _kinds_agree(self) -> Job:
+        from augtrain.augment import transform_kind
+        from augtrain.models import model_kind
+
+        takes = model_kind(self.model.name)
+        for i, transform in enumerate(self.augment):
+            if transform_kind(transform.name) != takes:
+                kind = transform_kind(transform.name)
+                raise ValueError(f"augment.{i}: {transform.name} is for {kind}s but model {self.model.name!r} takes {takes}s")
+        return self
+
+    @model_validator(mode="after")
     def _space_fits_the_spec(self) -> Job:
         if self.tune is None:
             return self
@@ -205,7 +227,7 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
-    return f"{path}: {message}"
+    return f"{path}: {message}" if path else message
 
 
 def parse_job(raw: Any, origin: str = "job") -> Job:

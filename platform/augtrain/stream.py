@@ -1,4 +1,4 @@
-"""Stream: Ray Data pipelines read_parquet -> decode -> augment (train only) -> normalize."""
+"""Stream: Ray Data pipelines read_parquet -> decode -> augment (train only) + normalize."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from augtrain.augment import augment_images, build_pipeline
 from augtrain.collect import decode_samples, split_files
 from augtrain.normalize import normalize
 from augtrain.plan import Plan
+from augtrain.sequence_augment import SequencePipeline
 
 
 @functools.lru_cache(maxsize=8)
-def _pipeline(transforms_json: str) -> A.Compose:
+def _pipeline(transforms_json: str) -> A.Compose | SequencePipeline:
     return build_pipeline(json.loads(transforms_json))
 
 
@@ -29,9 +30,13 @@ def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> d
     compute on digits). Tasks run on Ray's reused worker processes instead, and each process
     builds the Compose once for the whole run. It draws fresh entropy and keeps its state, so
     every epoch sees new augmentations; seeded pipelines are `build_pipeline(seed=...)`.
+    Images are augmented as uint8 before normalization, as albumentations expects; sequences
+    after it, so that noise and warp sizes are in units of the normalized signal.
     """
-    images = augment_images(_pipeline(transforms_json), decode_samples(batch["x"], manifest))
-    return {"x": normalize(images, stats), "y": batch["y"]}
+    pipeline, samples = _pipeline(transforms_json), decode_samples(batch["x"], manifest)
+    if isinstance(pipeline, SequencePipeline):
+        return {"x": pipeline(normalize(samples, stats)), "y": batch["y"]}
+    return {"x": normalize(augment_images(pipeline, samples), stats), "y": batch["y"]}
 
 
 def configure_data() -> None:

@@ -30,6 +30,7 @@ from augtrain.spec import Job
 WEIGHTS = "model.safetensors"
 STATE = "train_state.pt"
 SCORE = "val_accuracy"
+SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' worth of samples
 REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts")  # per epoch
 
 
@@ -97,7 +98,7 @@ def train_loop(config: dict) -> None:
     model = ray.train.torch.prepare_model(bare)
     optimizer = make_optimizer(model.parameters(), config)
     schedule = make_schedule(optimizer, config)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config["precision"] == "bf16")
 
     # resume: a restarted worker group (or a re-run) continues from the newest checkpoint
@@ -115,11 +116,13 @@ def train_loop(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     batches = {"batch_size": config["batch_size"], "dtypes": {"x": torch.float32, "y": torch.long}, "device": device}
+    shuffle = SHUFFLE_BATCHES * config["batch_size"]
     for epoch in range(start, config["epochs"]):
         # train
         model.train()
         total = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        for batch in train_shard.iter_torch_batches(**batches):
+        # a fresh order every epoch: shuffled within a window of batches as they stream in
+        for batch in train_shard.iter_torch_batches(**batches, local_shuffle_buffer_size=shuffle):
             with autocast:
                 logits = model(batch["x"])
                 loss = loss_fn(logits.float(), batch["y"])
@@ -138,7 +141,7 @@ def train_loop(config: dict) -> None:
                 logits = model(batch["x"]).float()
                 n = len(batch["y"])
                 seen = [
-                    seen[0] + loss_fn(logits, batch["y"]).item() * n,
+                    seen[0] + nn.functional.cross_entropy(logits, batch["y"]).item() * n,
                     seen[1] + (logits.argmax(1) == batch["y"]).sum().item(),
                     seen[2] + n,
                 ]

@@ -1,0 +1,154 @@
+"""UCR/UEA archive files: .ts and .tsv parsing, collection of sequences, and bad input."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from augtrain.cli import app
+from augtrain.collect import collect, decode_samples, split_files
+from augtrain.sources import SourceError
+from augtrain.spec import Data
+from augtrain.ucr import ArchiveError, find_dataset, read_series
+
+HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate {uni}\n" \
+         "{dims}@equalLength {equal}\n@classLabel true a b\n@data\n"
+
+
+def ts_file(path, rows, uni=True, missing=False, equal=True, dims=None):
+    head = HEADER.format(
+        missing=str(missing).lower(), uni=str(uni).lower(), equal=str(equal).lower(),
+        dims=f"@dimensions {dims}\n" if dims else "",
+    )
+    path.write_text(head + "\n".join(rows) + "\n")
+    return path
+
+
+def toy_archive(root, name="Toy", n=12, length=20):
+    """A two-class univariate dataset: rising vs falling ramps with noise, TRAIN and TEST files."""
+    rng = np.random.default_rng(0)
+    (root / name).mkdir(parents=True)
+    for part, count in (("TRAIN", n), ("TEST", n // 2)):
+        rows = []
+        for i in range(count):
+            label = "ab"[i % 2]
+            ramp = np.linspace(-1, 1, length) * (1 if label == "a" else -1) + rng.normal(0, 0.1, length)
+            rows.append(",".join(f"{v:.4f}" for v in ramp) + f":{label}")
+        ts_file(root / name / f"{name}_{part}.ts", rows)
+    return root
+
+
+def test_univariate_equal_length(tmp_path):
+    series = read_series(ts_file(tmp_path / "u.ts", ["1,2,3:a", "4,5,6:b"]))
+    assert series.labels == ["a", "b"] and series.lines == [9, 10]
+    np.testing.assert_array_equal(series.values[1], [[4], [5], [6]])
+    assert series.values[0].dtype == np.float32
+
+
+def test_multivariate_unequal_length_and_missing(tmp_path):
+    rows = ["1,2,3:10,20,30:a", "1,?,3,4:5,6,7,8:b", "9,9:8,8:a"]
+    series = read_series(ts_file(tmp_path / "m.ts", rows, uni=False, missing=True, equal=False, dims=2))
+    assert [v.shape for v in series.values] == [(3, 2), (4, 2), (2, 2)]
+    assert np.isnan(series.values[1][1, 0]) and series.values[1][1, 1] == 6
+
+
+def test_tsv_label_first_and_nan_padding(tmp_path):
+    (tmp_path / "x.tsv").write_text("1\t0.5\t0.25\tNaN\tNaN\n2\t1\tNaN\t3\t4\n")
+    series = read_series(tmp_path / "x.tsv")
+    assert series.labels == ["1", "2"]
+    assert series.values[0].shape == (2, 1)  # trailing NaN is padding
+    assert series.values[1].shape == (4, 1) and np.isnan(series.values[1][1, 0])  # inner NaN is missing
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("@problemName X\n@univariate maybe\n@classLabel true a b\n@data\n1,2:a\n", r"x\.ts:2: @univariate must be true or false"),
+        ("@problemName X\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:b\n", r"x\.ts:5: 1 dimension\(s\), expected 2"),
+        ("@problemName X\n@classLabel true a b\n@data\n1,2:a\n1,2:c\n", r"x\.ts:5: label 'c' is not in @classLabel"),
+        ("@problemName X\n@classLabel true a b\n@data\n1,2:a\n1,x2:b\n", r"x\.ts:5: non-numeric value 'x2'"),
+        ("", r"x\.ts: empty file"),
+        ("@problemName X\n@classLabel true a b\n1,2:a\n", r"x\.ts:3: data before @data"),
+        ("@problemName X\n@colour blue\n@data\n", r"x\.ts:2: unknown header tag @colour"),
+    ],
+    ids=["bad-header", "dimensions-change", "unknown-label", "non-numeric", "empty", "no-data-tag", "unknown-tag"],
+)
+def test_malformed_ts_names_file_and_line(tmp_path, content, problem):
+    (tmp_path / "x.ts").write_text(content)
+    with pytest.raises(ArchiveError, match=problem):
+        read_series(tmp_path / "x.ts")
+
+
+def test_find_dataset_in_an_archive_folder(tmp_path):
+    toy_archive(tmp_path)
+    train, test = find_dataset("Toy", tmp_path)
+    assert train.name == "Toy_TRAIN.ts" and test.name == "Toy_TEST.ts"
+    with pytest.raises(ArchiveError, match="ucr:Nope: no Nope_TRAIN/_TEST"):
+        find_dataset("Nope", tmp_path)
+
+
+def test_collect_keeps_the_archive_test_split_and_pads_unequal_lengths(tmp_path):
+    rows = [f"{','.join(['1'] * (3 + i % 4))}:{'ab'[i % 2]}" for i in range(20)]
+    rows[4] = "1,?,3:a"  # a missing value inside a series is interpolated
+    (tmp_path / "V").mkdir()
+    ts_file(tmp_path / "V" / "V_TRAIN.ts", rows, missing=True, equal=False)
+    ts_file(tmp_path / "V" / "V_TEST.ts", rows[:6], equal=False)
+    collected = collect(Data(source="ucr:V", archive=str(tmp_path)), tmp_path / "out")
+    manifest = collected.manifest
+    assert manifest["kind"] == "sequence" and manifest["shape"] == [6, 1] and manifest["channels"] == 1
+    assert manifest["lengths"] == {"min": 3, "max": 6}
+    assert sum(manifest["counts"]["test"].values()) == 6
+    assert sum(manifest["counts"]["train"].values()) + sum(manifest["counts"]["val"].values()) == 20
+    table = pq.read_table(split_files(collected.path, "train") + split_files(collected.path, "val")).to_pydict()
+    x = dict(zip(table["id"], decode_samples(table["x"], manifest)))
+    np.testing.assert_array_equal(x["V_TRAIN.ts:13"][:, 0], [1, 2, 3, np.nan, np.nan, np.nan])
+
+
+def test_aeon_copy_multivariate_dataset(tmp_path):
+    manifest = collect(Data(source="ucr:BasicMotions"), tmp_path / "bm").manifest
+    assert manifest["shape"] == [100, 6] and manifest["classes"] == ["Badminton", "Running", "Standing", "Walking"]
+    assert sum(manifest["counts"]["test"].values()) == 40
+
+
+def test_npz_sequences_ragged_and_padded(tmp_path):
+    ragged = np.empty(12, dtype=object)
+    ragged[:] = [np.arange(3 + i % 3, dtype=np.float32) for i in range(12)]
+    np.savez(tmp_path / "r.npz", x=ragged, y=np.arange(12) % 2)
+    manifest = collect(Data(source=str(tmp_path / "r.npz"), kind="sequence"), tmp_path / "r").manifest
+    assert manifest["shape"] == [5, 1] and manifest["lengths"] == {"min": 3, "max": 5}
+    dense = np.random.default_rng(0).normal(size=(13, 7, 2)).astype(np.float32)
+    dense[3, 2, 1] = np.inf
+    dense[4, :, 0] = np.nan
+    dense[5, 4:] = np.nan  # a shorter series
+    np.savez(tmp_path / "d.npz", x=dense, y=np.arange(13) % 2)
+    collected = collect(Data(source=str(tmp_path / "d.npz"), kind="sequence"), tmp_path / "d")
+    assert collected.manifest["shape"] == [7, 2] and collected.manifest["channels"] == 2
+    assert collected.manifest["lengths"] == {"min": 4, "max": 7}
+    quarantine = pq.read_table(collected.path / "quarantine.parquet").to_pylist()
+    assert quarantine == [{"id": "d.npz[3]", "reason": "infinite value"},
+                          {"id": "d.npz[4]", "reason": "a channel with no values"}]
+
+
+def test_bad_ts_fails_collect_with_one_line_and_keeps_the_dataset(tmp_path):
+    toy_archive(tmp_path / "archive")
+    out = tmp_path / "data"
+    runner = CliRunner()
+    ok = runner.invoke(app, ["collect", "ucr:Toy", "--out", str(out), "--archive", str(tmp_path / "archive")])
+    assert ok.exit_code == 0, ok.output
+    before = json.loads((out / "manifest.json").read_text())
+    train = tmp_path / "archive" / "Toy" / "Toy_TRAIN.ts"
+    lines = train.read_text().splitlines()
+    lines[10] = lines[10].replace(":a", ":z").replace(":b", ":z")
+    train.write_text("\n".join(lines) + "\n")
+    bad = runner.invoke(app, ["collect", "ucr:Toy", "--out", str(out), "--archive", str(tmp_path / "archive")])
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [f"error: {train}:11: label 'z' is not in @classLabel ['a', 'b']"]
+    assert json.loads((out / "manifest.json").read_text()) == before
+    assert len(split_files(out, "train")) == 1
+
+
+def test_collect_rejects_unknown_dataset_name():
+    with pytest.raises(SourceError, match="ucr:NoSuchSet"):
+        collect(Data(source="ucr:NoSuchSet"))
