@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from pathlib import Path
@@ -90,6 +91,9 @@ def _sum_across_workers(values: list[float], device) -> list[float]:
 
 def train_loop(config: dict) -> None:
     """Per worker: build, resume, then per epoch train -> validate -> checkpoint + report."""
+    # Ray Train logs every report at INFO through a logger named by its file path (not under
+    # "ray.train"), so only the worker's root level quiets it; the epoch lines are the progress.
+    logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])
     context = ray.train.get_context()
