@@ -18,7 +18,8 @@ def transform_kind(name: str) -> str:
     return "sequence" if name in SEQUENCE_TRANSFORMS else "image"
 
 
-def _problems(error: ValidationError) -> str:
+def problems(error: ValidationError) -> str:
+    """A pydantic error as one line: `field: message; field: message`."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
 
 
@@ -28,7 +29,7 @@ def check_transform(name: str, params: dict[str, Any]) -> None:
         try:
             SEQUENCE_TRANSFORMS[name](**params)
         except ValidationError as exc:
-            raise ValueError(f"{name}: {_problems(exc)}") from None
+            raise ValueError(f"{name}: {problems(exc)}") from None
         return
     cls = getattr(A, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, (A.ImageOnlyTransform, A.DualTransform))):
@@ -45,7 +46,7 @@ def check_transform(name: str, params: dict[str, Any]) -> None:
     except ValueError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else exc
         if isinstance(cause, ValidationError):
-            raise ValueError(f"{name}: {_problems(cause)}") from None
+            raise ValueError(f"{name}: {problems(cause)}") from None
         raise ValueError(f"{name}: {exc}") from None
     except TypeError as exc:
         raise ValueError(f"{name}: {exc}") from None

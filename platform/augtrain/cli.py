@@ -80,7 +80,9 @@ def collect(
     except BAD_INPUT as exc:
         _fail(str(exc))
     except ValidationError as exc:
-        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        from augtrain.augment import problems
+
+        _fail(problems(exc))
 
 
 @app.command()
