@@ -1,6 +1,6 @@
 import pytest
 
-from augtrain.plan import PlanError, plan_resources
+from augtrain.plan import PlanError, plan_resources, shared_plan
 from augtrain.spec import Scaling
 
 
@@ -23,3 +23,13 @@ def test_explicit_cpus_per_worker_and_impossible_requests():
     with pytest.raises(PlanError, match="needs 2 GPUs; the cluster has 0"):
         plan_resources(Scaling(workers=2, use_gpu=True), 8)
     assert "2 train worker(s) x 0.5 CPU" in plan_resources(Scaling(workers=2), 2).describe()
+
+
+def test_runs_at_once_share_the_cluster():
+    # k-fold on 16 CPUs: 5 folds fit at once (each 1 worker + data), each planned on its share
+    concurrent, plan = shared_plan(Scaling(workers=1), 5, 16)
+    assert concurrent == 5 and plan.workers == 1 and plan.cpus_per_worker + plan.data_cpus <= 16 / 5
+    # a 2-CPU machine trains one fold (or trial) at a time with the whole machine
+    assert shared_plan(Scaling(workers=1), 5, 2)[0] == 1
+    # no limit (a sweep without max_concurrent): as many as fit
+    assert shared_plan(Scaling(workers=2), None, 12)[0] == 4

@@ -1,4 +1,4 @@
-"""The `augtrain` command: collect | validate | run | tune | evaluate."""
+"""The `augtrain` command: collect | validate | run | tune | evaluate | predict | export | explain | report."""
 
 from __future__ import annotations
 
@@ -139,6 +139,84 @@ def evaluate(
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}  ({out})", markup=False)
 
 
+@app.command()
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="a model bundle or the run dir holding one")],
+    source: Annotated[Path, typer.Argument(help="an image folder, a .csv/.parquet table, or a .ts/.tsv/.npz file")],
+    out: Annotated[Path, typer.Option(help="predictions Parquet file; rejects go to <out>.quarantine.parquet")] = Path(
+        "predictions.parquet"
+    ),
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+) -> None:
+    """Batch inference with Ray Data: one row per input with the predicted class and class probabilities."""
+    from augtrain.predict import predict as predict_source, quarantine_path
+
+    try:
+        scored, rejected = predict_source(bundle, source, out, address, echo=lambda line: console.print(line, markup=False))
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+    console.print(f"predicted {scored} input(s) -> {out}", markup=False)
+    if rejected:
+        console.print(f"quarantined {rejected} input(s) -> {quarantine_path(out)}", markup=False)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
+    format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(help="default: RUN/export/model.onnx or model.torchscript.pt")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="collected dataset to check on (default: the run's own)")] = None,
+) -> None:
+    """Export the model; written only if it reproduces the PyTorch logits on the whole test split."""
+    from augtrain.bundle import load_bundle
+    from augtrain.collect import read_manifest
+    from augtrain.export import TOLERANCE, ExportError, export_model
+    from augtrain.run import run_dataset, run_dir_of
+    from augtrain.stream import read_split
+
+    try:
+        bundle = load_bundle(run)
+        dataset = data or run_dataset(run)
+        inputs, _ = read_split(dataset, read_manifest(dataset), bundle.stats, "test")
+        out = out or run_dir_of(run) / "export" / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
+        difference = export_model(bundle, format, inputs, out)
+    except (*BAD_INPUT, ExportError) as exc:
+        _fail(str(exc))
+    console.print(
+        f"{format}: {out}\nmax abs logit difference from PyTorch on {len(inputs)} test inputs: "
+        f"{difference:.2e} (tolerance {TOLERANCE:g})",
+        markup=False,
+    )
+
+
+@app.command()
+def explain(
+    bundle: Annotated[Path, typer.Argument(help="a model bundle or the run dir holding one")],
+    source: Annotated[Path, typer.Argument(help="an image folder, a .csv/.parquet table, or a .ts/.tsv/.npz file")],
+    out: Annotated[Path, typer.Option(help="folder for attributions.png and attributions.npz")] = Path("explain"),
+    limit: Annotated[int, typer.Option(min=1, help="how many inputs (the first readable ones)")] = 8,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+) -> None:
+    """Integrated Gradients attribution maps of the model's predicted class for the first inputs."""
+    from augtrain.predict import explain_inputs
+
+    try:
+        written = explain_inputs(bundle, source, out, limit, address)
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+    console.print(f"attributions of {written} input(s) -> {out / 'attributions.png'}", markup=False)
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="a run dir")]) -> None:
+    """(Re)write RUN/report.html: spec, data card, learning curves, test metrics, k-fold, tuning, attributions."""
+    from augtrain.report import write_report
+
+    if not (run / "metrics.json").is_file():
+        _fail(f"{run}: not a finished run dir (no metrics.json)")
+    console.print(f"report: {write_report(run)}", markup=False)
+
+
 @app.command(name="tune")
 def tune_command(
     job: Path,
@@ -159,6 +237,108 @@ def tune_command(
     except Exception as exc:  # a failed sweep: one line, details are in the Ray logs above
         _fail(f"tune failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
     _report(run_dir)
+
+
+ClusterAddress = Annotated[
+    Optional[str], typer.Option(help="the cluster's Ray dashboard, http://HEAD:8265 (default: RAY_ADDRESS)")
+]
+
+
+def _echo_logs(chunk: str) -> None:
+    console.out(chunk, end="")
+
+
+@app.command()
+def submit(
+    job: Path,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.path=value")] = None,
+    address: ClusterAddress = None,
+    wait: Annotated[bool, typer.Option(help="follow the logs until the job ends; exit 0 only if it succeeded")] = False,
+    working_dir: Annotated[Path, typer.Option(help="uploaded as the job's working dir; must hold the job file")] = Path("."),
+) -> None:
+    """Run a job on a Ray cluster through its Jobs API, augtrain and the working dir uploaded; prints the job id."""
+    from augtrain.submit import Cluster, SubmitError, package
+
+    try:
+        spec = load_job(job, overrides or [])
+        entrypoint, runtime_env = package(job, overrides or [], spec, working_dir)
+        cluster = Cluster(address)
+        job_id = cluster.submit(entrypoint, runtime_env, spec.run.name)
+        console.print(f"submitted {job_id} to {cluster.where}", markup=False)
+        if not Path(spec.run.storage_path).is_absolute():
+            console.print(
+                f"note: run.storage_path {spec.run.storage_path!r} is inside the job's working dir, a temporary copy "
+                "on the cluster; set a shared absolute path to keep the run dir",
+                markup=False,
+            )
+        if not wait:
+            console.print(f"follow it: augtrain logs {job_id} --follow", markup=False)
+            return
+        info = cluster.follow(job_id, _echo_logs)
+    except (SpecError, SubmitError) as exc:
+        _fail(str(exc))
+    if info.status.value != "SUCCEEDED":
+        _fail(f"job {job_id} {info.status.value}: {info.message}", code=1)
+    console.print(f"job {job_id} SUCCEEDED", markup=False)
+
+
+@app.command()
+def status(job_id: str, address: ClusterAddress = None) -> None:
+    """A submitted job's status: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    from augtrain.submit import Cluster, SubmitError
+
+    try:
+        info = Cluster(address).info(job_id)
+    except SubmitError as exc:
+        _fail(str(exc))
+    console.print(f"{job_id}: {info.status.value}" + (f" ({info.message})" if info.message else ""), markup=False)
+
+
+@app.command()
+def logs(
+    job_id: str,
+    follow: Annotated[bool, typer.Option(help="keep printing until the job ends")] = False,
+    address: ClusterAddress = None,
+) -> None:
+    """A submitted job's logs (its driver's stdout and stderr)."""
+    from augtrain.submit import Cluster, SubmitError
+
+    try:
+        cluster = Cluster(address)
+        if follow:
+            cluster.follow(job_id, _echo_logs)
+        else:
+            _echo_logs(cluster.logs(job_id))
+    except SubmitError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def stop(job_id: str, address: ClusterAddress = None) -> None:
+    """Stop a submitted job."""
+    from augtrain.submit import Cluster, SubmitError
+
+    try:
+        stopping = Cluster(address).stop(job_id)
+    except SubmitError as exc:
+        _fail(str(exc))
+    console.print(f"{job_id}: {'stopping' if stopping else 'already ended'}", markup=False)
+
+
+@app.command(name="list")
+def list_jobs(address: ClusterAddress = None) -> None:
+    """Jobs submitted to the cluster, oldest first: id, status, job name, entrypoint."""
+    from augtrain.submit import Cluster, SubmitError
+
+    try:
+        jobs = Cluster(address).jobs()
+    except SubmitError as exc:
+        _fail(str(exc))
+    for job in jobs:
+        name = (job.metadata or {}).get("augtrain_job", "-")
+        console.print(f"{job.submission_id}  {job.status.value:<9}  {name}  {job.entrypoint}", markup=False)
+    if not jobs:
+        console.print("no submitted jobs", markup=False)
 
 
 if __name__ == "__main__":

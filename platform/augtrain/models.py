@@ -68,8 +68,13 @@ class RecurrentFeatures(nn.Module):
         if self.shuffle:
             x = x.transpose(1, 2)
             valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        lengths = valid.sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        lengths = valid.sum(1).clamp(min=1)
+        if torch.compiler.is_exporting() and not self.rnn.bidirectional:
+            # torch.export cannot trace packing; a one-way RNN's top-layer output at each series'
+            # last step is the very state the packed run returns
+            out, _ = self.rnn(x)
+            return self.dropout(out[torch.arange(x.shape[0]), lengths - 1])
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, state = self.rnn(packed)
         last = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
         return self.dropout(torch.cat([last[-1], last[-2]], 1) if self.rnn.bidirectional else last[-1])

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from augtrain.spec import Scaling
 
 
+DRIVER_CPU = 0.01  # a run's driver (trial, fold) only waits on its Train run; Ray refuses 0 resources
+
+
 class PlanError(ValueError):
     """The requested scaling cannot fit the cluster."""
 
@@ -61,3 +64,13 @@ def plan_resources(scaling: Scaling, cluster_cpus: float, cluster_gpus: float = 
         cpus_per_data_task=min(0.5, data_cpus),
         use_gpu=scaling.use_gpu,
     )
+
+
+def shared_plan(scaling: Scaling, limit: int | None, cluster_cpus: float, cluster_gpus: float = 0) -> tuple[int, Plan]:
+    """How many runs (tune trials, k-fold folds) go at once, and the plan each gets of its share.
+
+    Each run needs its workers plus about one CPU of data workers; `limit` caps the count.
+    """
+    fits = max(1, math.floor(cluster_cpus / (scaling.workers + 1)))
+    concurrent = min(limit, fits) if limit else fits
+    return concurrent, plan_resources(scaling, cluster_cpus / concurrent - DRIVER_CPU, cluster_gpus / concurrent)

@@ -10,21 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import ray
 
 from augtrain.bundle import export_bundle, load_bundle
 from augtrain.collect import collect, read_manifest
 from augtrain.evaluate import predict_logits, test_metrics, write_metrics
+from augtrain.explain import explain_samples
 from augtrain.models import build_model, model_kind
 from augtrain.normalize import SERIES, channel_stats
 from augtrain.plan import Plan, plan_resources
+from augtrain.report import write_report
 from augtrain.sources import SourceError
 from augtrain.spec import Job, Scaling, SpecError, dump_job
-from augtrain.stream import configure_data, split_dataset
+from augtrain.stream import configure_data, read_split, split_dataset
+from augtrain.tracking import log_run
 from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
 
 
 REPORT_POLL_S = 0.1
+EXPLAINED = 8  # test samples whose attribution maps every run draws for its report
+POOL = ("train", "val")  # what k-fold cross-validation splits into folds; test stays untouched
 
 
 @dataclass(frozen=True)
@@ -35,15 +41,18 @@ class Dataset:
     manifest: dict
     stats: dict
 
-    def split(self, name: str, plan: Plan, transforms: list[dict] = ()) -> ray.data.Dataset:
-        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms)
+    def split(self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None) -> ray.data.Dataset:
+        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids)
 
-    def for_training(self, job: Job, plan: Plan) -> dict[str, ray.data.Dataset]:
-        return {
-            "train": self.split("train", plan, [t.model_dump() for t in job.augment]),
-            # val never changes: prepare it once instead of re-reading it every epoch
-            "val": self.split("val", plan).materialize(),
-        }
+    def for_training(self, job: Job, plan: Plan, fold: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+        """The train stream (augmented) and val; a k-fold's (train ids, val ids) split train+val instead."""
+        transforms = [t.model_dump() for t in job.augment]
+        if fold is None:
+            train, val = self.split("train", plan, transforms), self.split("val", plan)
+        else:
+            train, val = self.split(POOL, plan, transforms, fold[0]), self.split(POOL, plan, ids=fold[1])
+        # val never changes: prepare it once instead of re-reading it every epoch
+        return {"train": train, "val": val.materialize()}
 
 
 def start_ray(address: str | None = None) -> None:
@@ -99,13 +108,18 @@ def new_run_dir(job: Job) -> Path:
     return run_dir.resolve()
 
 
-def evaluate_run(run_dir: Path, job: Job, data: Dataset, plan: Plan, checkpoint_dir: str, extra: dict) -> dict:
-    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json and the confusion matrix."""
+def test_scores(job: Job, data: Dataset, checkpoint_dir: str | Path, test: ray.data.Dataset) -> dict:
+    """Test-split metrics of the weights in `checkpoint_dir` (`test`: the prepared test split)."""
     model = build_model(job.model.name, job.model.params, data.manifest["shape"], len(data.manifest["classes"]))
     load_weights(model, checkpoint_dir)
-    logits, labels = predict_logits(model, data.split("test", plan))
+    logits, labels = predict_logits(model, test)
+    return test_metrics(labels, logits.argmax(1), data.manifest["classes"])
+
+
+def evaluate_run(run_dir: Path, job: Job, data: Dataset, plan: Plan, checkpoint_dir: str, extra: dict) -> dict:
+    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json and the confusion matrix."""
     metrics = {
-        "test": test_metrics(labels, logits.argmax(1), data.manifest["classes"]),
+        "test": test_scores(job, data, checkpoint_dir, data.split("test", plan)),
         "dataset": {"path": str(data.path), "hash": data.manifest["hash"]},
         **extra,
     }
@@ -113,15 +127,50 @@ def evaluate_run(run_dir: Path, job: Job, data: Dataset, plan: Plan, checkpoint_
     (run_dir / "normalization.json").write_text(json.dumps(data.stats))
     write_metrics(run_dir, metrics)
     export_bundle(run_dir, job, data.manifest, data.stats, Path(checkpoint_dir) / WEIGHTS, metrics)
+    explain_test_samples(run_dir, data)
+    write_report(run_dir)
+    if job.run.mlflow:
+        log_run(run_dir, job, metrics)
     return metrics
+
+
+def explain_test_samples(run_dir: Path, data: Dataset) -> None:
+    """RUN/explain/test_samples.png: attribution maps of the run's model for the first test samples."""
+    x, y = read_split(data.path, data.manifest, data.stats, "test", EXPLAINED)
+    classes = data.manifest["classes"]
+    (run_dir / "explain").mkdir(exist_ok=True)
+    model = load_bundle(run_dir).model
+    explain_samples(model, x, classes, run_dir / "explain" / "test_samples.png", [classes[i] for i in y])
+
+
+def selected(job: Job, result: ray.train.Result) -> tuple[ray.train.Checkpoint, dict, list[dict]]:
+    """The checkpoint a run is scored by (best on validation, or the last), its metrics, every epoch's metrics."""
+    if job.train.select == "last":
+        best, best_metrics = result.checkpoint, result.metrics
+    else:
+        best, best_metrics = max(result.best_checkpoints, key=lambda pair: ranking()(pair[1]))
+    with result.checkpoint.as_directory() as folder:
+        return best, best_metrics, read_history(folder)
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run dir of a run dir or of the bundle inside one."""
+    return path if (path / "model").is_dir() else path.parent
+
+
+def run_dataset(path: Path) -> Path:
+    """The collected dataset a run (or its bundle) was trained and tested on."""
+    metrics = run_dir_of(path) / "metrics.json"
+    if not metrics.is_file():
+        raise SourceError(f"{path}: no run dir around this bundle to find its dataset; pass --data")
+    return Path(json.loads(metrics.read_text())["dataset"]["path"])
 
 
 def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None = None) -> tuple[Path, dict]:
     """Score a run's bundle on the test split of its own dataset or of another collected one."""
     bundle = load_bundle(run)
-    run = run if (run / "model").is_dir() else run.parent  # a run dir, or the bundle inside one
-    if dataset_dir is None:
-        dataset_dir = Path(json.loads((run / "metrics.json").read_text())["dataset"]["path"])
+    run = run_dir_of(run)
+    dataset_dir = dataset_dir or run_dataset(run)
     manifest = read_manifest(dataset_dir)
     if manifest["shape"] != bundle.manifest["shape"] or manifest["classes"] != bundle.classes:
         raise SourceError(
@@ -144,21 +193,20 @@ def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None =
 def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = print) -> Path:
     """Run `job`; return its run dir, which holds spec.yaml, checkpoints and metrics.json."""
     data = prepare_dataset(job, address, echo)
-    plan = plan_resources(job.scaling, *cluster_cpus_gpus())
-    echo(plan.describe())
     run_dir = new_run_dir(job)
     (run_dir / "spec.yaml").write_text(dump_job(job))
+    if job.eval.kfold:
+        from augtrain.kfold import cross_validate  # builds on this module
+
+        return cross_validate(job, data, run_dir, echo)
+    plan = plan_resources(job.scaling, *cluster_cpus_gpus())
+    echo(plan.describe())
     result = fit(job, data.manifest, plan, data.for_training(job, plan), run_dir)
     if result.error:
         raise result.error
 
-    # evaluate the selected checkpoint (best by validation accuracy, or the last) on the test split
-    if job.train.select == "last":
-        best, best_metrics = result.checkpoint, result.metrics
-    else:
-        best, best_metrics = max(result.best_checkpoints, key=lambda pair: ranking()(pair[1]))
-    with result.checkpoint.as_directory() as folder:
-        history = read_history(folder)
+    # evaluate the selected checkpoint on the test split
+    best, best_metrics, history = selected(job, result)
     with best.as_directory() as folder:
         extra = {"selected": job.train.select, "best_epoch": best_metrics["epoch"], "best_checkpoint": best.path,
                  "history": history}

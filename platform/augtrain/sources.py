@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
@@ -43,8 +44,11 @@ class Loaded:
         self.test.append(test)
 
 
-def load_source(data: Data) -> Loaded:
-    """Read `data.source` with the reader its name or suffix selects."""
+def load_source(data: Data, labelled: bool = True) -> Loaded:
+    """Read `data.source` with the reader its name or suffix selects.
+
+    `labelled=False` (prediction inputs) lets a table go without its label column.
+    """
     if data.source == "sklearn-digits":
         return _digits()
     if data.source.startswith("ucr:"):
@@ -57,8 +61,10 @@ def load_source(data: Data) -> Loaded:
     if path.suffix == ".npz":
         return _npz_sequences(path) if data.kind == "sequence" else _npz(path)
     if path.suffix in {".csv", ".parquet"}:
-        return _table(path, data)
-    raise SourceError(f"{path}: unknown source type (expected a folder, .npz, .csv or .parquet)")
+        return _table(path, data, labelled)
+    if path.suffix in {".ts", ".tsv"}:
+        return _series_files([path])
+    raise SourceError(f"{path}: unknown source type (expected a folder, .npz, .csv, .parquet, .ts or .tsv)")
 
 
 def _digits() -> Loaded:
@@ -94,18 +100,30 @@ def _images(files: list[Path], labels: dict[Path, str], root: Path, data: Data) 
         raise SourceError(f"{root}: none of {len(files)} files is a readable image")
     channels = data.channels or Counter(c for c, _ in headers.values()).most_common(1)[0][0]
     size = tuple(data.resize[::-1]) if data.resize else Counter(s for _, s in headers.values()).most_common(1)[0][0]
-    for path, (image_channels, image_size) in headers.items():
+    for path in headers:
         id_ = str(path.relative_to(root))
-        if image_channels > channels:
-            out.rejects.append((id_, f"wrong mode: {image_channels}-channel image in a {channels}-channel dataset"))
-        elif image_size != size and not data.resize:
-            out.rejects.append((id_, f"wrong shape: {image_size[0]}x{image_size[1]} (expected {size[0]}x{size[1]})"))
+        image, reason = read_image(path, data, channels, size)
+        if reason:
+            out.rejects.append((id_, reason))
         else:
-            try:
-                out.add(id_, _decode(path, channels, size), labels[path])
-            except (OSError, SyntaxError, ValueError) as exc:
-                out.rejects.append((id_, f"truncated or corrupt: {exc}"))
+            out.add(id_, image, labels[path])
     return out
+
+
+def read_image(path: Path, data: Data, channels: int, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
+    """One file as an (H, W, C) uint8 image of `size` (W, H) and `channels`, or (None, why it is quarantined)."""
+    reason, header = _read_header(path, data.max_pixels)
+    if reason:
+        return None, reason
+    image_channels, image_size = header
+    if image_channels > channels:
+        return None, f"wrong mode: {image_channels}-channel image in a {channels}-channel dataset"
+    if image_size != size and not data.resize:
+        return None, f"wrong shape: {image_size[0]}x{image_size[1]} (expected {size[0]}x{size[1]})"
+    try:
+        return _decode(path, channels, size), None
+    except (OSError, SyntaxError, ValueError) as exc:
+        return None, f"truncated or corrupt: {exc}"
 
 
 def _read_header(path: Path, max_pixels: int):
@@ -168,16 +186,24 @@ def _ucr(name: str, archive: str | None) -> Loaded:
     """A UCR/UEA dataset: its TRAIN file becomes train+val, its TEST file the test split."""
     try:
         files = find_dataset(name, archive)
+    except ArchiveError as exc:
+        raise SourceError(str(exc)) from None
+    return _series_files(list(files), test=files[1])
+
+
+def _series_files(files: list[Path], test: Path | None = None) -> Loaded:
+    """The series of `.ts`/`.tsv` files; those of `test` keep to the test split."""
+    try:
         series = [read_series(f) for f in files]
     except ArchiveError as exc:
         raise SourceError(str(exc)) from None
-    ids, values, labels, test = [], [], [], []
+    ids, values, labels, in_test = [], [], [], []
     for path, part in zip(files, series):
         ids += [f"{path.name}:{line}" for line in part.lines]
         values += part.values
         labels += part.labels
-        test += [path is files[1]] * len(part.values)
-    return _sequences(ids, values, labels, test)
+        in_test += [path == test] * len(part.values)
+    return _sequences(ids, values, labels, in_test)
 
 
 def _npz_sequences(path: Path) -> Loaded:
@@ -230,9 +256,12 @@ def _interpolate(series: np.ndarray) -> np.ndarray:
     return filled
 
 
-def _table(path: Path, data: Data) -> Loaded:
+def _table(path: Path, data: Data, labelled: bool) -> Loaded:
     table = pacsv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
     columns = table.column_names
+    if not labelled and data.label_column not in columns:
+        table = table.append_column(data.label_column, pa.array([""] * len(table)))
+        columns = table.column_names
     if data.label_column not in columns:
         raise SourceError(f"{path}: no label column {data.label_column!r} (columns: {', '.join(columns)})")
     rows = table.to_pylist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -96,10 +97,17 @@ class Scaling(Section):
     cpus_per_worker: float | None = Field(None, gt=0, description="default: planned from the cluster")
 
 
+class Eval(Section):
+    kfold: int | None = Field(
+        None, ge=2, description="K-fold cross-validation over train+val (stratified, seeded by data.seed)"
+    )
+
+
 class Run(Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
     storage_path: str = "runs"
     max_failures: int = Field(0, ge=-1)
+    mlflow: bool = Field(False, description="also log the run to MLflow (MLFLOW_TRACKING_URI, default <storage_path>/mlruns)")
 
 
 DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}
@@ -153,6 +161,7 @@ class Job(Section):
     model: Model = Model()
     train: Train = Train()
     scaling: Scaling = Scaling()
+    eval: Eval = Eval()
     run: Run = Run()
     tune: Tune | None = None
 
@@ -171,6 +180,12 @@ class Job(Section):
             if transform_kind(transform.name) != takes:
                 kind = transform_kind(transform.name)
                 raise ValueError(f"augment.{i}: {transform.name} is for {kind}s but model {self.model.name!r} takes {takes}s")
+        return self
+
+    @model_validator(mode="after")
+    def _kfold_or_tune(self) -> Job:
+        if self.eval.kfold and self.tune:
+            raise ValueError("eval.kfold: a sweep is not cross-validated; run k-fold with the best trial's values")
         return self
 
     @model_validator(mode="after")
@@ -253,6 +268,14 @@ def load_job(path: str | Path, overrides: list[str] = ()) -> Job:
     if isinstance(raw, dict):
         raw = apply_overrides(raw, list(overrides))
     return parse_job(raw, str(path))
+
+
+def flatten(tree, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted.path, value) rows of a nested spec; lists of sections (augment) are indexed."""
+    if isinstance(tree, dict) or (isinstance(tree, list) and tree and all(isinstance(t, dict) for t in tree)):
+        items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+        return [row for key, value in items for row in flatten(value, f"{prefix}{key}.")]
+    return [(prefix.rstrip("."), json.dumps(tree) if isinstance(tree, list) else tree)]
 
 
 def dump_job(job: Job) -> str:

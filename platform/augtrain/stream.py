@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
+import numpy as np
+import pyarrow.parquet as pq
 import ray
 
 from augtrain.augment import augment_images, build_pipeline
@@ -51,17 +53,39 @@ def prepare(batch: dict, manifest: dict, stats: dict) -> dict:
     return {"x": normalize(decode_samples(batch["x"], manifest), stats), "y": batch["y"]}
 
 
+def read_split(
+    dataset_dir: str | Path, manifest: dict, stats: dict, split: str, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split (or its first `limit` samples) decoded and normalized in this process, without Ray."""
+    table = pq.ParquetDataset(split_files(dataset_dir, split)).read(columns=["x", "y"]).slice(0, limit)
+    batch = prepare({"x": table.column("x").to_pylist(), "y": table.column("y").to_numpy()}, manifest, stats)
+    return batch["x"], batch["y"]
+
+
+def keep_rows(batch: dict, ids: np.ndarray) -> dict:
+    """The rows of a batch whose id is in `ids` (a k-fold's share of train+val)."""
+    keep = np.isin(batch["id"], ids)
+    return {name: column[keep] for name, column in batch.items() if name != "id"}
+
+
 def split_dataset(
     dataset_dir: str | Path,
     manifest: dict,
     stats: dict,
-    split: str,
+    split: str | tuple[str, ...],
     plan: Plan,
     transforms: list[dict[str, Any]] = (),
+    ids: np.ndarray | None = None,
 ) -> ray.data.Dataset:
-    """One split as a lazy Ray Data pipeline; `transforms` are for the train split only."""
+    """One split (or several) as a lazy Ray Data pipeline; `transforms` are for training only.
+
+    `ids` keeps only those rows: a k-fold's train or validation part of train+val.
+    """
     remote = {"num_cpus": plan.cpus_per_data_task}
-    ds = ray.data.read_parquet(split_files(dataset_dir, split), columns=["x", "y"], **remote)
+    files = [f for name in ((split,) if isinstance(split, str) else split) for f in split_files(dataset_dir, name)]
+    ds = ray.data.read_parquet(files, columns=["x", "y"] if ids is None else ["id", "x", "y"], **remote)
+    if ids is not None:
+        ds = ds.map_batches(keep_rows, fn_kwargs={"ids": ids}, batch_format="numpy", **remote)
     if transforms:
         kwargs = {"transforms_json": json.dumps(list(transforms)), "manifest": manifest, "stats": stats}
         return ds.map_batches(augment, fn_kwargs=kwargs, batch_format="numpy", **remote)

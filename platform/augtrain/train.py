@@ -22,6 +22,7 @@ from ray.train import (
     ScalingConfig,
 )
 from safetensors.torch import load_file, save_file
+from tensorboardX import SummaryWriter
 from torch import nn
 
 from augtrain.models import build_model
@@ -35,9 +36,10 @@ SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' w
 REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts")  # per epoch
 
 
-def loop_config(job: Job, manifest: dict, plan: Plan) -> dict:
+def loop_config(job: Job, manifest: dict, plan: Plan, storage: Path) -> dict:
     """The plain values the workers need; the spec itself stays on the driver."""
     return {
+        "tensorboard": str(storage.resolve() / "tensorboard"),
         "model": job.model.name,
         "model_params": dict(job.model.params),
         "shape": manifest["shape"],
@@ -117,6 +119,8 @@ def train_loop(config: dict) -> None:
         start, best, stale, history = state["epoch"] + 1, state["best"], state["stale"], state["history"]
         restarts = state["restarts"] + 1
 
+    # rank 0 logs every epoch for TensorBoard; a resumed run appends a new event file beside the old
+    board = SummaryWriter(config["tensorboard"]) if context.get_world_rank() == 0 else None
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     batches = {"batch_size": config["batch_size"], "dtypes": {"x": torch.float32, "y": torch.long}, "device": device}
@@ -171,6 +175,9 @@ def train_loop(config: dict) -> None:
                 progress = {"epoch": epoch, "best": best, "stale": stale, "history": history, "restarts": restarts}
                 torch.save({**state, **progress}, Path(folder) / STATE)
                 saved = Checkpoint.from_directory(folder)
+                for name in ("train_loss", "train_accuracy", "val_loss", SCORE, "lr"):
+                    board.add_scalar(name, metrics[name], epoch + 1)
+                board.flush()
                 print(
                     f"epoch {epoch + 1}/{config['epochs']}  train loss {metrics['train_loss']:.4f} "
                     f"acc {metrics['train_accuracy']:.4f}  val loss {metrics['val_loss']:.4f} "
@@ -180,6 +187,8 @@ def train_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=saved)
         if config["patience"] and stale >= config["patience"]:
             break
+    if board:
+        board.close()
 
 
 def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path, callbacks=()) -> ray.train.Result:
@@ -188,7 +197,7 @@ def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path, cal
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
     trainer = ray.train.torch.TorchTrainer(
         train_loop,
-        train_loop_config=loop_config(job, manifest, plan),
+        train_loop_config=loop_config(job, manifest, plan, storage),
         scaling_config=ScalingConfig(
             num_workers=plan.workers,
             use_gpu=plan.use_gpu,

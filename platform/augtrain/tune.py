@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ from ray import tune  # noqa: E402
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
-from augtrain.plan import Plan, plan_resources  # noqa: E402
+from augtrain.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
 from augtrain.run import Dataset, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
 from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
 from augtrain.stream import configure_data  # noqa: E402
@@ -30,7 +29,6 @@ SAMPLERS = {
     "grid": tune.grid_search,
 }
 EXPERIMENT = "tune"
-DRIVER_CPU = 0.01  # a trial's driver only waits on its Train run; Ray refuses a trial of 0 resources
 
 
 def search_space(job: Job) -> dict:
@@ -89,14 +87,6 @@ def _scheduler(job: Job):
     )
 
 
-def trial_plan(job: Job) -> tuple[int, Plan]:
-    """How many trials run at once, and the resource plan each one gets of its share of the cluster."""
-    cpus, gpus = cluster_cpus_gpus()
-    fits = max(1, math.floor(cpus / (job.scaling.workers + 1)))  # each trial: its workers + 1 CPU of data
-    concurrent = job.tune.max_concurrent or fits
-    return concurrent, plan_resources(job.scaling, cpus / concurrent - DRIVER_CPU, gpus / concurrent)
-
-
 def latest_sweep(job: Job) -> Path:
     """The newest run dir of this job that holds a Tune experiment, for --resume."""
     runs = sorted((Path(job.run.storage_path) / job.run.name).glob(f"*/{EXPERIMENT}"))
@@ -117,7 +107,7 @@ def tune_job(
         raise SpecError("this job has no tune section")
     space = search_space(job)
     data = prepare_dataset(job, address, echo)
-    concurrent, plan = trial_plan(job)
+    concurrent, plan = shared_plan(job.scaling, job.tune.max_concurrent, *cluster_cpus_gpus())
     echo(f"tune: up to {concurrent} trial(s) at a time, each: {plan.describe()}")
     run_dir = latest_sweep(job) if resume else new_run_dir(job)
     trainable = tune.with_resources(

@@ -1,0 +1,109 @@
+"""augtrain predict: Ray Data batch inference from a bundle, bad inputs quarantined like collect does."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from augtrain.cli import app
+from augtrain.collect import decode_samples, read_manifest, split_files
+from augtrain.ucr import find_dataset
+
+
+def run_test_split(run_dir: Path):
+    """The run's test split as (ids, samples, labels) straight from its collected dataset."""
+    dataset = Path(json.loads((run_dir / "metrics.json").read_text())["dataset"]["path"])
+    manifest = read_manifest(dataset)
+    table = pq.ParquetDataset(split_files(dataset, "test")).read()
+    samples = decode_samples(table.column("x").to_pylist(), manifest)
+    classes = manifest["classes"]
+    return samples, [classes[y] for y in table.column("y").to_pylist()]
+
+
+def predict(*args):
+    result = CliRunner().invoke(app, ["predict", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(finished_run, tmp_path):
+    images, labels = run_test_split(finished_run)
+    folder = tmp_path / "images"
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / label / f"{i}.png")
+    png = next(folder.rglob("*.png"))
+    (folder / "3" / "truncated.png").write_bytes(png.read_bytes()[:40])
+    (folder / "3" / "notes.png").write_text("not an image")
+    (folder / "3" / "empty.png").write_bytes(b"")
+    Image.new("L", (16, 16)).save(folder / "3" / "big.png")
+
+    out = tmp_path / "out" / "preds.parquet"
+    output = predict(finished_run, folder, "--out", out)
+    assert f"predicted {len(images)} input(s)" in output and "quarantined 4 input(s)" in output
+
+    predictions = pq.read_table(out).to_pylist()
+    assert len(predictions) == len(images) and {p["id"] for p in predictions} == {
+        str(p.relative_to(folder)) for p in folder.rglob("*.png") if p.name[0].isdigit()
+    }
+    classes = [str(c) for c in range(10)]
+    for row in predictions[:20]:
+        probabilities = [row[f"p_{c}"] for c in classes]
+        assert sum(probabilities) == pytest.approx(1, abs=1e-5)
+        assert row["predicted"] == classes[probabilities.index(max(probabilities))] and row["probability"] == max(probabilities)
+    accuracy = sum(p["predicted"] == p["label"] for p in predictions) / len(predictions)
+    assert accuracy == json.loads((finished_run / "metrics.json").read_text())["test"]["accuracy"]
+
+    quarantine = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "preds.quarantine.parquet").to_pylist()}
+    assert quarantine["3/empty.png"] == "empty file (0 bytes)"
+    assert quarantine["3/notes.png"].startswith("not a readable image")
+    assert quarantine["3/truncated.png"].startswith(("truncated or corrupt", "not a readable image"))
+    assert quarantine["3/big.png"] == "wrong shape: 16x16 (expected 8x8)"
+
+
+def test_predict_series_file_matches_the_run(finished_sequence_run, tmp_path):
+    _, test_file = find_dataset("GunPoint", None)
+    out = tmp_path / "preds.parquet"
+    predict(finished_sequence_run / "model", test_file, "--out", out)
+    predictions = pq.read_table(out).to_pylist()
+    assert len(predictions) == 150 and predictions[0]["id"].startswith("GunPoint_TEST.ts:")
+    accuracy = sum(p["predicted"] == p["label"] for p in predictions) / len(predictions)
+    assert accuracy == json.loads((finished_sequence_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert pq.read_table(tmp_path / "preds.quarantine.parquet").num_rows == 0
+
+
+def test_predict_refuses_inputs_that_do_not_fit_the_model(finished_run, finished_sequence_run, tmp_path):
+    _, test_file = find_dataset("GunPoint", None)
+    result = CliRunner().invoke(app, ["predict", str(finished_run), str(test_file), "--out", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 2 and "do not fit the model" in result.output and "Traceback" not in result.output
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b\n1,2\n")
+    result = CliRunner().invoke(app, ["predict", str(finished_run), str(table), "--out", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 2 and "images of shape [1, 2, 1] do not fit the model" in result.output
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_explain_writes_attribution_maps_for_images_and_series(finished_run, finished_sequence_run, tmp_path):
+    images, labels = run_test_split(finished_run)
+    folder = tmp_path / "images"
+    for i, (image, label) in enumerate(zip(images[:3], labels)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / label / f"{i}.png")
+    (folder / labels[0] / "broken.png").write_text("no image")
+    _, test_file = find_dataset("GunPoint", None)
+    for bundle, source, count in ((finished_run, folder, 3), (finished_sequence_run, test_file, 4)):
+        out = tmp_path / bundle.name
+        result = CliRunner().invoke(app, ["explain", str(bundle), str(source), "--out", str(out), "--limit", "4"])
+        assert result.exit_code == 0, result.output
+        assert f"attributions of {count} input(s)" in result.output
+        saved = np.load(out / "attributions.npz")
+        assert saved["attributions"].shape == saved["inputs"].shape and len(saved["ids"]) == count
+        assert np.isfinite(saved["attributions"]).all() and np.abs(saved["attributions"]).sum() > 0
+        assert "broken.png" not in " ".join(saved["ids"])  # unreadable inputs are skipped, as predict quarantines them
+        assert Image.open(out / "attributions.png").size[0] > 300
+    # every run already drew its test samples' maps for the report
+    assert Image.open(finished_run / "explain" / "test_samples.png").size[0] > 300
