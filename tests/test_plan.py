@@ -33,3 +33,8 @@ def test_runs_at_once_share_the_cluster():
     assert shared_plan(Scaling(workers=1), 5, 2)[0] == 1
     # no limit (a sweep without max_concurrent): as many as fit
     assert shared_plan(Scaling(workers=2), None, 12)[0] == 4
+
+
+def test_an_elastic_group_is_planned_for_its_largest_size():
+    plan = plan_resources(Scaling(workers=(1, 3)), 8)
+    assert plan.workers == (1, 3) and plan.cpus_per_worker == 2 and "1-3 train worker(s) x 2 CPU" in plan.describe()

@@ -1,4 +1,5 @@
-"""The `augtrain` command: collect | validate | run | tune | evaluate | predict | export | explain | report."""
+"""The `augtrain` command: collect | validate | run | tune | evaluate | predict | export | explain | report |
+submit | status | logs | stop | list."""
 
 from __future__ import annotations
 
@@ -257,7 +258,7 @@ def submit(
     working_dir: Annotated[Path, typer.Option(help="uploaded as the job's working dir; must hold the job file")] = Path("."),
 ) -> None:
     """Run a job on a Ray cluster through its Jobs API, augtrain and the working dir uploaded; prints the job id."""
-    from augtrain.submit import Cluster, SubmitError, package
+    from augtrain.submit import Cluster, SubmitError, describe, package
 
     try:
         spec = load_job(job, overrides or [])
@@ -278,20 +279,20 @@ def submit(
     except (SpecError, SubmitError) as exc:
         _fail(str(exc))
     if info.status.value != "SUCCEEDED":
-        _fail(f"job {job_id} {info.status.value}: {info.message}", code=1)
+        _fail(f"job {job_id} {describe(info)}", code=1)
     console.print(f"job {job_id} SUCCEEDED", markup=False)
 
 
 @app.command()
 def status(job_id: str, address: ClusterAddress = None) -> None:
     """A submitted job's status: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
-    from augtrain.submit import Cluster, SubmitError
+    from augtrain.submit import Cluster, SubmitError, describe
 
     try:
         info = Cluster(address).info(job_id)
     except SubmitError as exc:
         _fail(str(exc))
-    console.print(f"{job_id}: {info.status.value}" + (f" ({info.message})" if info.message else ""), markup=False)
+    console.print(f"{job_id}: {describe(info)}", markup=False)
 
 
 @app.command()

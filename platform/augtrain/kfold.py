@@ -39,7 +39,7 @@ def assign_folds(data: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.
 @ray.remote(num_cpus=DRIVER_CPU)
 def train_fold(job: Job, data: Dataset, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: Path):
     """One fold's Ray Train run: its selected checkpoint dir, that epoch's metrics, every epoch's metrics."""
-    configure_data()
+    configure_data(progress_bars=False)
     result = fit(job, data.manifest, plan, data.for_training(job, plan, fold), storage)
     if result.error:
         raise result.error

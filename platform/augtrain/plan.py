@@ -22,24 +22,26 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Plan:
-    workers: int
+    workers: int | tuple[int, int]  # a count, or (min, max) for an elastic group
     cpus_per_worker: float
     threads_per_worker: int
     data_cpus: float
     cpus_per_data_task: float
     use_gpu: bool
+    placement: str
 
     def describe(self) -> str:
         return (
-            f"plan: {self.workers} train worker(s) x {self.cpus_per_worker:g} CPU "
+            f"plan: {'-'.join(map(str, self.workers)) if isinstance(self.workers, tuple) else self.workers} "
+            f"train worker(s) x {self.cpus_per_worker:g} CPU "
             f"({self.threads_per_worker} torch thread(s) each{', 1 GPU each' if self.use_gpu else ''}); "
             f"Ray Data limited to {self.data_cpus:g} CPU in tasks of {self.cpus_per_data_task:g} CPU"
         )
 
 
 def plan_resources(scaling: Scaling, cluster_cpus: float, cluster_gpus: float = 0) -> Plan:
-    """Split `cluster_cpus` between training workers and data workers."""
-    workers = scaling.workers
+    """Split `cluster_cpus` between training workers and data workers (an elastic group: its max)."""
+    workers = scaling.max_workers
     if scaling.use_gpu and cluster_gpus < workers:
         raise PlanError(f"scaling.workers={workers} with use_gpu needs {workers} GPUs; the cluster has {cluster_gpus:g}")
     if scaling.cpus_per_worker:
@@ -56,13 +58,14 @@ def plan_resources(scaling: Scaling, cluster_cpus: float, cluster_gpus: float = 
             f"use at most {max(1, int((cluster_cpus - 0.5) / 0.25))} workers or set scaling.cpus_per_worker"
         )
     return Plan(
-        workers=workers,
+        workers=scaling.workers,
         cpus_per_worker=per_worker,
         threads_per_worker=max(1, math.floor(per_worker)),
         data_cpus=data_cpus,
         # half-CPU tasks: Ray Data reserves a share of its limit per operator; a whole CPU may not fit
         cpus_per_data_task=min(0.5, data_cpus),
         use_gpu=scaling.use_gpu,
+        placement=scaling.placement,
     )
 
 
@@ -71,6 +74,6 @@ def shared_plan(scaling: Scaling, limit: int | None, cluster_cpus: float, cluste
 
     Each run needs its workers plus about one CPU of data workers; `limit` caps the count.
     """
-    fits = max(1, math.floor(cluster_cpus / (scaling.workers + 1)))
+    fits = max(1, math.floor(cluster_cpus / (scaling.max_workers + 1)))
     concurrent = min(limit, fits) if limit else fits
     return concurrent, plan_resources(scaling, cluster_cpus / concurrent - DRIVER_CPU, cluster_gpus / concurrent)

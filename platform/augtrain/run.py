@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from augtrain.bundle import export_bundle, load_bundle
 from augtrain.collect import collect, read_manifest
@@ -19,7 +20,7 @@ from augtrain.evaluate import predict_logits, test_metrics, write_metrics
 from augtrain.explain import explain_samples
 from augtrain.models import build_model, model_kind
 from augtrain.normalize import SERIES, channel_stats
-from augtrain.plan import Plan, plan_resources
+from augtrain.plan import Plan, PlanError, plan_resources
 from augtrain.report import write_report
 from augtrain.sources import SourceError
 from augtrain.spec import Job, Scaling, SpecError, dump_job
@@ -108,6 +109,46 @@ def new_run_dir(job: Job) -> Path:
     return run_dir.resolve()
 
 
+def run_dir_for(job: Job, echo: Callable[[str], None]) -> Path:
+    """The newest run dir of `run.name` if a run of the same spec was interrupted there (resumed), else a new one."""
+    base = Path(job.run.storage_path) / job.run.name
+    runs = sorted(p for p in base.glob("*") if (p / "spec.yaml").is_file())
+    if runs and not (runs[-1] / "metrics.json").is_file() and (runs[-1] / "spec.yaml").read_text() == dump_job(job):
+        echo(f"resuming the interrupted run {runs[-1]} from its last checkpoint")
+        return runs[-1].resolve()
+    return new_run_dir(job)
+
+
+@ray.remote(num_cpus=0)
+def _sees(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def check_shared(*folders: Path) -> None:
+    """On a multi-node cluster every node must see `folders` (checkpoints, datasets): a node-local path is refused."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    for folder in folders:
+        marker = folder / f".visible-{os.getpid()}-{time.time_ns()}"
+        marker.touch()
+        try:
+            checks = [
+                _sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+                    str(marker)
+                )
+                for node in nodes
+            ]
+            blind = [node["NodeManagerAddress"] for node, seen in zip(nodes, ray.get(checks)) if not seen]
+        finally:
+            marker.unlink()
+        if blind:
+            raise PlanError(
+                f"{folder} is not visible from node(s) {', '.join(blind)}: on a multi-node cluster run.storage_path "
+                f"and data.path must be a shared filesystem that every node mounts at the same path"
+            )
+
+
 def test_scores(job: Job, data: Dataset, checkpoint_dir: str | Path, test: ray.data.Dataset) -> dict:
     """Test-split metrics of the weights in `checkpoint_dir` (`test`: the prepared test split)."""
     model = build_model(job.model.name, job.model.params, data.manifest["shape"], len(data.manifest["classes"]))
@@ -193,7 +234,8 @@ def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None =
 def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = print) -> Path:
     """Run `job`; return its run dir, which holds spec.yaml, checkpoints and metrics.json."""
     data = prepare_dataset(job, address, echo)
-    run_dir = new_run_dir(job)
+    run_dir = run_dir_for(job, echo)
+    check_shared(run_dir, data.path)
     (run_dir / "spec.yaml").write_text(dump_job(job))
     if job.eval.kfold:
         from augtrain.kfold import cross_validate  # builds on this module

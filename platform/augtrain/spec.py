@@ -92,9 +92,24 @@ class Train(Section):
 
 
 class Scaling(Section):
-    workers: int = Field(1, ge=1)
+    workers: int | tuple[int, int] = Field(
+        1, description="train workers, or [min, max] for an elastic group that grows and shrinks with the cluster"
+    )
+    placement: Literal["spread", "pack"] = Field("spread", description="spread workers over nodes, or pack them")
     use_gpu: bool = False
     cpus_per_worker: float | None = Field(None, gt=0, description="default: planned from the cluster")
+
+    @field_validator("workers")
+    @classmethod
+    def _worker_counts(cls, workers: int | tuple[int, int]) -> int | tuple[int, int]:
+        low, high = (workers, workers) if isinstance(workers, int) else workers
+        if low < 1 or high < low:
+            raise ValueError(f"expected a count >= 1 or [min, max] with 1 <= min <= max, got {workers}")
+        return workers
+
+    @property
+    def max_workers(self) -> int:
+        return self.workers if isinstance(self.workers, int) else self.workers[1]
 
 
 class Eval(Section):
@@ -105,9 +120,18 @@ class Eval(Section):
 
 class Run(Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    storage_path: str = "runs"
-    max_failures: int = Field(0, ge=-1)
+    storage_path: str = Field(
+        "runs", description="a local folder, or on a multi-node cluster a shared one (NFS) that every node mounts"
+    )
+    max_failures: int = Field(0, ge=-1, description="restarts from the last checkpoint after a lost worker or node")
     mlflow: bool = Field(False, description="also log the run to MLflow (MLFLOW_TRACKING_URI, default <storage_path>/mlruns)")
+
+    @field_validator("storage_path")
+    @classmethod
+    def _a_folder(cls, path: str) -> str:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+            raise ValueError(f"{path}: URIs are not supported yet; mount the storage on every node and give its path")
+        return path
 
 
 DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,18 @@ def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> d
     return {"x": normalize(augment_images(pipeline, samples), stats), "y": batch["y"]}
 
 
-def configure_data() -> None:
-    """Ray Data settings for this process, before any dataset is built."""
+def configure_data(progress_bars: bool = True) -> None:
+    """Ray Data settings for this process, before any dataset is built.
+
+    Progress bars only on a terminal: not in logs (a submitted job's, CI's), nor from a tune trial
+    or k-fold fold, which builds its datasets in a Ray task (they would interleave with every run's
+    epoch lines).
+    """
+    context = ray.data.DataContext.get_current()
     # Ray 2.60's DataSource V2 lists files in a task that always asks for a whole CPU, which the
     # planned data share can leave unfilled forever: read Parquet with the V1 reader.
-    ray.data.DataContext.get_current().use_datasource_v2 = False
+    context.use_datasource_v2 = False
+    context.enable_progress_bars = progress_bars and sys.stdout.isatty()
 
 
 def prepare(batch: dict, manifest: dict, stats: dict) -> dict:

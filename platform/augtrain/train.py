@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,9 @@ WEIGHTS = "model.safetensors"
 STATE = "train_state.pt"
 SCORE = "val_accuracy"
 SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' worth of samples
-REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts")  # per epoch
+# per epoch; train_s: seconds of the train pass (waiting for batches included); time: wall clock at the
+# end of validation (consecutive differences are whole epochs: train, validate, checkpoint, report)
+REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "time")
 
 
 def loop_config(job: Job, manifest: dict, plan: Plan, storage: Path) -> dict:
@@ -127,6 +130,7 @@ def train_loop(config: dict) -> None:
     shuffle = SHUFFLE_BATCHES * config["batch_size"]
     for epoch in range(start, config["epochs"]):
         # train
+        started = time.perf_counter()
         model.train()
         total = [0.0, 0.0, 0.0]  # loss sum, correct, count
         # a fresh order every epoch: shuffled within a window of batches as they stream in
@@ -140,6 +144,7 @@ def train_loop(config: dict) -> None:
             n = len(batch["y"])
             total = [total[0] + loss.item() * n, total[1] + (logits.argmax(1) == batch["y"]).sum().item(), total[2] + n]
         schedule.step()
+        trained = time.perf_counter()
 
         # validate
         model.eval()
@@ -162,6 +167,8 @@ def train_loop(config: dict) -> None:
             SCORE: v_correct / v_n,
             "lr": optimizer.param_groups[0]["lr"],
             "restarts": restarts,
+            "train_s": trained - started,
+            "time": time.time(),
         }
         history.append(metrics)
         best, stale = (metrics[SCORE], 0) if metrics[SCORE] > best else (best, stale + 1)
@@ -201,6 +208,7 @@ def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path, cal
         scaling_config=ScalingConfig(
             num_workers=plan.workers,
             use_gpu=plan.use_gpu,
+            placement_strategy=plan.placement.upper(),
             resources_per_worker={"CPU": plan.cpus_per_worker},
         ),
         run_config=RunConfig(

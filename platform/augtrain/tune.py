@@ -16,7 +16,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
-from augtrain.run import Dataset, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
+from augtrain.run import Dataset, check_shared, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
 from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
 from augtrain.stream import configure_data  # noqa: E402
 from augtrain.train import REPORTED, fit, ranking  # noqa: E402
@@ -57,7 +57,7 @@ def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials_dir: Pa
 
     Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
     """
-    configure_data()
+    configure_data(progress_bars=False)
     job = trial_job(base, config)
     storage = trials_dir / tune.get_context().get_trial_id()
     result = fit(job, data.manifest, plan, data.for_training(job, plan), storage, callbacks=[TuneReportCallback()])
@@ -110,6 +110,7 @@ def tune_job(
     concurrent, plan = shared_plan(job.scaling, job.tune.max_concurrent, *cluster_cpus_gpus())
     echo(f"tune: up to {concurrent} trial(s) at a time, each: {plan.describe()}")
     run_dir = latest_sweep(job) if resume else new_run_dir(job)
+    check_shared(run_dir, data.path)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials_dir=run_dir / "trials"),
         {"CPU": DRIVER_CPU},

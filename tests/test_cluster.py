@@ -1,0 +1,120 @@
+"""A real multi-node Ray on this machine (ray.cluster_utils.Cluster: a head and worker nodes on loopback):
+workers spread over nodes, a lost node recovered from the last checkpoint, a killed driver resumed by name."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
+
+from augtrain.models import build_model
+from augtrain.run import check_shared, run_job, start_ray
+from augtrain.spec import load_job
+from augtrain.train import load_weights
+from conftest import JOBS_DIR
+
+JOB = JOBS_DIR / "digits_cnn.yaml"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head with no CPUs (it only coordinates) and two 1-CPU worker nodes."""
+    ray.shutdown()  # the session's embedded Ray; restored below for the tests after this module
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    start_ray(cluster.address)  # this process is the driver of every run below
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+    start_ray()
+
+
+def overrides(tmp_path, *extra):
+    return [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "scaling.workers=2", *extra]
+
+
+def train_workers(address: str, state: str | None = None):
+    filters = [("class_name", "=", "RayTrainWorker")] + ([("state", "=", state)] if state else [])
+    return list_actors(address=address, filters=filters, limit=1000)
+
+
+EPOCHS = 10
+
+
+@pytest.fixture(scope="module")
+def calm_run(cluster, tmp_path_factory):
+    """An undisturbed 2-worker run (no augmentation, fixed seed): the reference for the lost-node run."""
+    tmp_path = tmp_path_factory.mktemp("calm")
+    job = load_job(JOB, overrides(tmp_path, f"train.epochs={EPOCHS}", "augment=[]"))
+    run_dir = run_job(job, cluster.address, echo=lambda line: None)
+    return run_dir, {worker.node_id for worker in train_workers(cluster.address)}
+
+
+def test_two_workers_train_on_two_different_nodes(cluster, calm_run, tmp_path):
+    run_dir, nodes = calm_run
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] > 0.9
+    assert len(nodes) == 2 and cluster.head_node.node_id not in nodes
+    check_shared(run_dir, tmp_path)  # every node sees the storage (one machine, one filesystem)
+
+
+def wait_for_checkpoints(run_root, count: int, deadline_s: float = 300) -> None:
+    """Until a run under `run_root` has `count` checkpoints registered with Ray Train."""
+    deadline = time.time() + deadline_s
+    while True:
+        snapshots = [json.loads(p.read_text()) for p in run_root.glob("*/*/train/checkpoint_manager_snapshot.json")]
+        if any(len(s.get("checkpoint_results", [])) >= count for s in snapshots):
+            return
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+def test_a_killed_driver_resumes_by_run_name(cluster, tmp_path):
+    args = overrides(tmp_path, "train.epochs=4")
+    command = [sys.executable, "-m", "augtrain.cli", "run", str(JOB), *args, "--address", cluster.address]
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    wait_for_checkpoints(tmp_path / "runs", 1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    (run_dir,) = (tmp_path / "runs" / "digits_cnn").iterdir()
+    assert not (run_dir / "metrics.json").exists()
+
+    lines = []
+    again = run_job(load_job(JOB, args), cluster.address, echo=lines.append)
+    assert again == run_dir and f"resuming the interrupted run {run_dir} from its last checkpoint" in lines
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(4))  # continued, not restarted
+    assert history[0]["restarts"] == 0 and history[-1]["restarts"] >= 1
+
+
+def test_a_lost_worker_node_is_recovered_from_the_last_checkpoint(cluster, calm_run, tmp_path):
+    job = load_job(JOB, overrides(tmp_path, f"train.epochs={EPOCHS}", "augment=[]", "run.max_failures=2"))
+    finished = []
+    trainer = threading.Thread(target=lambda: finished.append(run_job(job, cluster.address, echo=lambda line: None)))
+    trainer.start()
+    wait_for_checkpoints(tmp_path / "runs", 2)
+    node_id = train_workers(cluster.address, "ALIVE")[0].node_id
+    cluster.add_node(num_cpus=1)  # the replacement an autoscaler would bring
+    cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == node_id))
+    trainer.join()
+    (run_dir,) = finished
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(EPOCHS))  # resumed, not restarted
+    assert history[0]["restarts"] == 0 and history[-1]["restarts"] >= 1
+    # no checkpoint lost: every one kept on disk loads
+    checkpoints = sorted(p for p in (run_dir / "train").glob("checkpoint_*") if p.is_dir())
+    assert len(checkpoints) >= job.train.keep_checkpoints
+    for folder in checkpoints:
+        load_weights(build_model("cnn", job.model.params, (8, 8, 1), 10), folder)
+    calm = json.loads((calm_run[0] / "metrics.json").read_text())["test"]["accuracy"]
+    assert abs(metrics["test"]["accuracy"] - calm) <= 0.01, (metrics["test"]["accuracy"], calm)
