@@ -1,6 +1,7 @@
-"""MLflow tracking of a finished run: spec as params, per-epoch curves, test metrics, the bundle."""
+"""Tracking: TensorBoard event files of every run; MLflow (spec as params, curves, test metrics, the bundle)."""
 
 import json
+import struct
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -26,3 +27,26 @@ def test_a_run_is_logged_to_a_local_mlflow_file_store(finished_run, tmp_path, mo
     assert [(m.step, m.value) for m in curve] == [(h["epoch"] + 1, pytest.approx(h["val_accuracy"])) for h in metrics["history"]]
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "model")}
     assert {"metrics.json", "spec.yaml", "model/model.safetensors", "model/manifest.json"} <= artifacts
+
+
+def read_scalars(folder):
+    """(tag, step, value) of every scalar in the TensorBoard event files under `folder` (TFRecord framing)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = []
+    for file in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = file.read_bytes(), 0
+        while at < len(data):
+            length = struct.unpack("<Q", data[at : at + 8])[0]
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            scalars += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+            at += 12 + length + 4
+    return scalars
+
+
+def test_every_run_writes_tensorboard_curves(finished_run):
+    history = json.loads((finished_run / "metrics.json").read_text())["history"]
+    scalars = read_scalars(finished_run / "tensorboard")
+    curve = sorted((step, value) for tag, step, value in scalars if tag == "val_accuracy")
+    assert curve == [(h["epoch"] + 1, pytest.approx(h["val_accuracy"], abs=1e-6)) for h in history]
+    assert {tag for tag, _, _ in scalars} == {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"}
