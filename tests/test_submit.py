@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 import requests
 import yaml
+
+from augtrain.run import start_ray
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = "jobs/digits_cnn.yaml"
@@ -62,12 +65,16 @@ def head(tmp_path_factory):
         str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus=2",
         "--dashboard-host=127.0.0.1", f"--temp-dir={temp}", "--disable-usage-stats", *PORTS,
     ]
+    # The session's embedded Ray gives this head the machine while it runs: on 2 loaded CPUs the
+    # head's raylet was seen to time out during start-up (the dashboard answered, jobs found no agent).
+    ray.shutdown()
     with open(temp / "head.log", "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{DASHBOARD}"
     try:
-        deadline = time.time() + 120
-        while not _answers(address):
+        deadline = time.time() + 180
+        # up once `ray start` says so (its node, raylet and job agent included) and the dashboard answers
+        while "Ray runtime started" not in (temp / "head.log").read_text() or not _answers(address):
             assert process.poll() is None and time.time() < deadline, (temp / "head.log").read_text()[-3000:]
             time.sleep(1)
         yield address, temp
@@ -76,6 +83,7 @@ def head(tmp_path_factory):
         # only those, on SIGTERM
         process.terminate()
         process.wait(timeout=120)
+        start_ray()
 
 
 def _answers(address: str) -> bool:
