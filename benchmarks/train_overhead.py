@@ -31,7 +31,7 @@ from augtrain.plan import plan_resources
 from augtrain.run import run_job
 from augtrain.spec import load_job
 from augtrain.stream import read_split
-from augtrain.train import loop_config, make_optimizer, make_schedule
+from augtrain.train import make_optimizer, make_schedule
 from common import record
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "digits_cnn.yaml"
@@ -101,9 +101,7 @@ def main() -> None:
         history = metrics["history"]
         dataset = Path(metrics["dataset"]["path"])
         manifest, stats = read_manifest(dataset), json.loads((run_dir / "normalization.json").read_text())
-        threads = loop_config(job, manifest, plan_resources(job.scaling, ray.cluster_resources()["CPU"]), run_dir)[
-            "threads"
-        ]
+        threads = plan_resources(job.scaling, ray.cluster_resources()["CPU"]).threads_per_worker
         ray.shutdown()  # the plain loop gets the machine to itself, as the Train worker had its share
 
     # augtrain: train-pass seconds per epoch; epoch periods between consecutive reports

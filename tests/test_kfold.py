@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from augtrain.cli import app
 from augtrain.collect import collect, split_files
 from augtrain.kfold import SCORES, assign_folds
-from augtrain.run import Dataset
+from augtrain.stream import Dataset
 from augtrain.spec import Data, SpecError, load_job
 from conftest import JOBS_DIR
 

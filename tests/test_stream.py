@@ -51,6 +51,19 @@ def test_only_train_is_augmented_and_it_changes_every_pass(ray_session, dataset)
     assert abs(float(clean.mean())) < 1e-4 and abs(float(clean.std()) - 1) < 1e-3
 
 
+def test_one_training_stream_carries_every_epoch_augmented_afresh(ray_session, dataset):
+    """passes=3: every sample three times in one execution, each copy augmented on its own."""
+    stats = channel_stats(dataset.path, dataset.manifest)
+    plan = plan_resources(Scaling(), 2)
+    clean, y = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan))
+    x3, y3 = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT, passes=3))
+    assert len(y3) == 3 * len(y)
+    np.testing.assert_array_equal(np.bincount(y3), 3 * np.bincount(y))
+    # no two augmented copies of the first clean sample are equal (each pass draws its own transform)
+    copies = x3[(y3 == y[0])]
+    assert len(np.unique(copies.reshape(len(copies), -1), axis=0)) == len(copies)
+
+
 @pytest.mark.parametrize("mode", ["channel", "series"])
 def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode):
     """Unequal-length series keep their NaN padding through normalization and augmentation."""

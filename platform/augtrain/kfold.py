@@ -12,9 +12,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from augtrain.collect import split_files
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan
-from augtrain.run import POOL, Dataset, cluster_cpus_gpus, evaluate_run, selected, test_scores
+from augtrain.run import cluster_cpus_gpus, evaluate_run, selected, test_scores
 from augtrain.spec import Job, SpecError
-from augtrain.stream import configure_data
+from augtrain.stream import POOL, Dataset, configure_data
 from augtrain.train import fit, ranking
 
 SCORES = ("val_accuracy", "val_loss", "test_accuracy", "test_macro_f1")  # reported as mean ± std
@@ -40,7 +40,7 @@ def assign_folds(data: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.
 def train_fold(job: Job, data: Dataset, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: Path):
     """One fold's Ray Train run: its selected checkpoint dir, that epoch's metrics, every epoch's metrics."""
     configure_data(progress_bars=False)
-    result = fit(job, data.manifest, plan, data.for_training(job, plan, fold), storage)
+    result = fit(job, data, plan, storage, fold)
     if result.error:
         raise result.error
     checkpoint, metrics, history = selected(job, result)

@@ -6,11 +6,9 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -24,36 +22,13 @@ from augtrain.plan import Plan, PlanError, plan_resources
 from augtrain.report import write_report
 from augtrain.sources import SourceError
 from augtrain.spec import Job, Scaling, SpecError, dump_job
-from augtrain.stream import configure_data, read_split, split_dataset
+from augtrain.stream import Dataset, configure_data, read_split, split_dataset
 from augtrain.tracking import log_run
 from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
 
 
 REPORT_POLL_S = 0.1
 EXPLAINED = 8  # test samples whose attribution maps every run draws for its report
-POOL = ("train", "val")  # what k-fold cross-validation splits into folds; test stays untouched
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A collected dataset with its train-split normalization stats, ready to stream."""
-
-    path: Path
-    manifest: dict
-    stats: dict
-
-    def split(self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None) -> ray.data.Dataset:
-        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids)
-
-    def for_training(self, job: Job, plan: Plan, fold: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-        """The train stream (augmented) and val; a k-fold's (train ids, val ids) split train+val instead."""
-        transforms = [t.model_dump() for t in job.augment]
-        if fold is None:
-            train, val = self.split("train", plan, transforms), self.split("val", plan)
-        else:
-            train, val = self.split(POOL, plan, transforms, fold[0]), self.split(POOL, plan, ids=fold[1])
-        # val never changes: prepare it once instead of re-reading it every epoch
-        return {"train": train, "val": val.materialize()}
 
 
 def start_ray(address: str | None = None) -> None:
@@ -243,7 +218,7 @@ def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = 
         return cross_validate(job, data, run_dir, echo)
     plan = plan_resources(job.scaling, *cluster_cpus_gpus())
     echo(plan.describe())
-    result = fit(job, data.manifest, plan, data.for_training(job, plan), run_dir)
+    result = fit(job, data, plan, run_dir)
     if result.error:
         raise result.error
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -29,19 +30,22 @@ from torch import nn
 from augtrain.models import build_model
 from augtrain.plan import Plan
 from augtrain.spec import Job
+from augtrain.stream import Dataset
 
 WEIGHTS = "model.safetensors"
 STATE = "train_state.pt"
 SCORE = "val_accuracy"
 SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' worth of samples
-# per epoch; train_s: seconds of the train pass (waiting for batches included); time: wall clock at the
-# end of validation (consecutive differences are whole epochs: train, validate, checkpoint, report)
-REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "time")
+# per epoch; train_s, val_s: seconds of the train and validation passes (waiting for batches included);
+# time: wall clock at the end of validation (consecutive differences are whole epochs: train, validate,
+# checkpoint, report)
+REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "val_s", "time")
 
 
-def loop_config(job: Job, manifest: dict, plan: Plan, storage: Path) -> dict:
-    """The plain values the workers need; the spec itself stays on the driver."""
+def loop_config(job: Job, manifest: dict, plan: Plan, storage: Path, samples: int) -> dict:
+    """The plain values the workers need (`samples`: training samples per epoch); the spec stays on the driver."""
     return {
+        "samples": samples,
         "tensorboard": str(storage.resolve() / "tensorboard"),
         "model": job.model.name,
         "model_params": dict(job.model.params),
@@ -127,14 +131,16 @@ def train_loop(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     batches = {"batch_size": config["batch_size"], "dtypes": {"x": torch.float32, "y": torch.long}, "device": device}
-    shuffle = SHUFFLE_BATCHES * config["batch_size"]
+    # one stream carries every epoch (see Dataset.for_training): each takes its share of batches;
+    # the order is shuffled within a window of batches as they stream in
+    stream = iter(train_shard.iter_torch_batches(**batches, local_shuffle_buffer_size=SHUFFLE_BATCHES * config["batch_size"]))
+    steps = math.ceil(config["samples"] / context.get_world_size() / config["batch_size"])
     for epoch in range(start, config["epochs"]):
         # train
         started = time.perf_counter()
         model.train()
         total = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        # a fresh order every epoch: shuffled within a window of batches as they stream in
-        for batch in train_shard.iter_torch_batches(**batches, local_shuffle_buffer_size=shuffle):
+        for batch in itertools.islice(stream, steps):
             with autocast:
                 logits = model(batch["x"])
                 loss = loss_fn(logits.float(), batch["y"])
@@ -168,6 +174,7 @@ def train_loop(config: dict) -> None:
             "lr": optimizer.param_groups[0]["lr"],
             "restarts": restarts,
             "train_s": trained - started,
+            "val_s": time.perf_counter() - trained,
             "time": time.time(),
         }
         history.append(metrics)
@@ -198,13 +205,14 @@ def train_loop(config: dict) -> None:
         board.close()
 
 
-def fit(job: Job, manifest: dict, plan: Plan, datasets: dict, storage: Path, callbacks=()) -> ray.train.Result:
-    """Run the TorchTrainer; checkpoints go to `storage`/train, the best k by validation accuracy kept."""
+def fit(job: Job, data: Dataset, plan: Plan, storage: Path, fold=None, callbacks=()) -> ray.train.Result:
+    """Run the TorchTrainer (on a k-fold's `fold`); checkpoints go to `storage`/train, the best k by val accuracy kept."""
+    datasets, samples = data.for_training(job, plan, fold)
     options = DataContext.get_current().execution_options
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
     trainer = ray.train.torch.TorchTrainer(
         train_loop,
-        train_loop_config=loop_config(job, manifest, plan, storage),
+        train_loop_config=loop_config(job, data.manifest, plan, storage, samples),
         scaling_config=ScalingConfig(
             num_workers=plan.workers,
             use_gpu=plan.use_gpu,

@@ -16,9 +16,9 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
-from augtrain.run import Dataset, check_shared, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
+from augtrain.run import check_shared, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
 from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
-from augtrain.stream import configure_data  # noqa: E402
+from augtrain.stream import Dataset, configure_data  # noqa: E402
 from augtrain.train import REPORTED, fit, ranking  # noqa: E402
 
 SAMPLERS = {
@@ -60,7 +60,7 @@ def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials_dir: Pa
     configure_data(progress_bars=False)
     job = trial_job(base, config)
     storage = trials_dir / tune.get_context().get_trial_id()
-    result = fit(job, data.manifest, plan, data.for_training(job, plan), storage, callbacks=[TuneReportCallback()])
+    result = fit(job, data, plan, storage, callbacks=[TuneReportCallback()])
     if result.error:
         raise result.error
 
