@@ -26,7 +26,7 @@ LRS = [0.001, 0.002, 0.003, 0.005]
 def trial_histories(run_dir: Path) -> list[list[dict]]:
     """Every trial's epochs, from the newest checkpoint each trial kept."""
     return [
-        max((read_history(c) for c in trial.glob("train/checkpoint_*")), key=len)
+        max((read_history(c) for c in trial.glob("train/checkpoint_*") if c.is_dir()), key=len)
         for trial in sorted((run_dir / "trials").iterdir())
     ]
 

@@ -46,6 +46,7 @@ def smoke_run(tmp_path, job, command="run", *extra):
     assert again.exit_code == 0, again.output
     (evaluation,) = (run_dir / "evaluations").iterdir()
     assert json.loads(evaluation.read_text())["test"] == test
+    return run_dir
 
 
 @pytest.mark.parametrize("job", RUN_JOBS, ids=lambda p: p.name)

@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from augtrain.collect import collect, decode_samples, split_files
-from augtrain.normalize import SERIES, channel_stats, normalize, to_unit
+from augtrain.normalize import SERIES, ToTensors, channel_stats, normalize, to_unit
 from augtrain.plan import plan_resources
 from augtrain.spec import Data, Scaling
 from augtrain.stream import split_dataset
@@ -16,9 +16,10 @@ def dataset(tmp_path_factory):
     return collect(Data(source="sklearn-digits"), tmp_path_factory.mktemp("stream") / "digits")
 
 
-def arrays(ds):
-    batches = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
-    return np.concatenate([b["x"] for b in batches]), np.concatenate([b["y"] for b in batches])
+def arrays(ds, stats, kind="image"):
+    """A whole dataset as the model sees it: each shipped batch through the consumers' collate."""
+    batches = list(ds.iter_torch_batches(batch_size=None, collate_fn=ToTensors(stats, kind)))
+    return np.concatenate([b["x"].numpy() for b in batches]), np.concatenate([b["y"].numpy() for b in batches])
 
 
 def test_channel_stats_equal_numpy_and_are_cached(ray_session, dataset):
@@ -35,18 +36,20 @@ def test_only_train_is_augmented_and_it_changes_every_pass(ray_session, dataset)
     stats = channel_stats(dataset.path, dataset.manifest)
     plan = plan_resources(Scaling(), 2)
     val = split_dataset(dataset.path, dataset.manifest, stats, "val", plan, transforms=[])
-    x1, y1 = arrays(val)
-    x2, _ = arrays(val)
+    x1, y1 = arrays(val, stats)
+    x2, _ = arrays(val, stats)
     np.testing.assert_array_equal(x1, x2)  # no augmentation: identical every pass
     raw = pq.read_table(split_files(dataset.path, "val")).column("x").to_pylist()
     np.testing.assert_allclose(x1, normalize(decode_samples(raw, dataset.manifest), stats), rtol=1e-6)
     assert x1.dtype == np.float32 and x1.shape[1:] == (1, 8, 8)
 
     train = split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT)
-    (a, ya), (b, yb) = arrays(train), arrays(train)
+    shipped = next(iter(train.iter_batches(batch_size=None, batch_format="numpy")))["x"]
+    assert shipped.dtype == np.uint8 and shipped.shape[1:] == (8, 8, 1)  # normalized by the consumer
+    (a, ya), (b, yb) = arrays(train, stats), arrays(train, stats)
     np.testing.assert_array_equal(ya, yb)
     assert a.shape == b.shape and not np.allclose(a, b)  # fresh randomness each epoch
-    clean, _ = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan))
+    clean, _ = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan), stats)
     assert not np.allclose(a, clean)
     assert abs(float(clean.mean())) < 1e-4 and abs(float(clean.std()) - 1) < 1e-3
 
@@ -55,8 +58,8 @@ def test_one_training_stream_carries_every_epoch_augmented_afresh(ray_session, d
     """passes=3: every sample three times in one execution, each copy augmented on its own."""
     stats = channel_stats(dataset.path, dataset.manifest)
     plan = plan_resources(Scaling(), 2)
-    clean, y = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan))
-    x3, y3 = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT, passes=3))
+    clean, y = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan), stats)
+    x3, y3 = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT, passes=3), stats)
     assert len(y3) == 3 * len(y)
     np.testing.assert_array_equal(np.bincount(y3), 3 * np.bincount(y))
     # no two augmented copies of the first clean sample are equal (each pass draws its own transform)
@@ -72,7 +75,7 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
     stats = SERIES if mode == "series" else channel_stats(collected.path, manifest)
     plan = plan_resources(Scaling(), 2)
     raw = decode_samples(pq.read_table(split_files(collected.path, "val")).column("x").to_pylist(), manifest)
-    x, _ = arrays(split_dataset(collected.path, manifest, stats, "val", plan))
+    x, _ = arrays(split_dataset(collected.path, manifest, stats, "val", plan), stats, "sequence")
     assert x.shape == raw.shape and x.dtype == np.float32  # (N, T, C): no transpose for sequences
     np.testing.assert_array_equal(np.isnan(x), np.isnan(raw))
     if mode == "series":
@@ -83,9 +86,9 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
         np.testing.assert_allclose(stats["mean"], np.nanmean(train.astype(np.float64), (0, 1)), rtol=1e-9)
 
     transforms = [{"name": "TimeWarp", "p": 1.0}, {"name": "Jitter", "sigma": 0.1, "p": 1.0}]
-    first, y1 = arrays(split_dataset(collected.path, manifest, stats, "train", plan, transforms))
-    second, y2 = arrays(split_dataset(collected.path, manifest, stats, "train", plan, transforms))
-    clean, _ = arrays(split_dataset(collected.path, manifest, stats, "train", plan))
+    first, y1 = arrays(split_dataset(collected.path, manifest, stats, "train", plan, transforms), stats, "sequence")
+    second, y2 = arrays(split_dataset(collected.path, manifest, stats, "train", plan, transforms), stats, "sequence")
+    clean, _ = arrays(split_dataset(collected.path, manifest, stats, "train", plan), stats, "sequence")
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(np.isnan(first), np.isnan(clean))
     assert not np.allclose(first, second, equal_nan=True) and not np.allclose(first, clean, equal_nan=True)

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
 
 from augtrain.sources import Loaded, SourceError, load_source
 from augtrain.spec import Data
 
 SPLITS = ("train", "val", "test")
 ROWS_PER_SHARD = 4096
+# Ray Data reads a shard as one block and maps a block in one task: 4096 224x224 RGB images in one
+# shard (600 MB) would augment on a single core. Shards hold at most this many bytes of samples.
+BYTES_PER_SHARD = 16 * 2**20
 FORMAT = 2  # 2: manifest has kind (image | sequence)
 
 
@@ -79,6 +81,9 @@ def _natural(name: str):
 
 def _assign_splits(loaded: Loaded, data: Data) -> np.ndarray:
     """Stratified, seeded train/val/test assignment; a source's own test split is kept."""
+    # imported here: every Ray Data worker imports this module to decode, and never splits (0.8 s)
+    from sklearn.model_selection import train_test_split
+
     labels = np.asarray(loaded.labels)
     given_test = np.asarray(loaded.test, dtype=bool)
     splits = np.where(given_test, "test", "train").astype(object)
@@ -122,11 +127,12 @@ def _write(out: Path, loaded: Loaded, splits: np.ndarray, classes: list[str], di
     staging.mkdir(parents=True)
     index = {name: i for i, name in enumerate(classes)}
     counts = {}
+    per_shard = max(1, min(ROWS_PER_SHARD, BYTES_PER_SHARD // max(sample.nbytes for sample in loaded.samples)))
     for split in SPLITS:
         rows = np.flatnonzero(splits == split)
         counts[split] = dict(Counter(loaded.labels[i] for i in rows))
-        for shard, start in enumerate(range(0, len(rows), ROWS_PER_SHARD)):
-            chunk = rows[start : start + ROWS_PER_SHARD]
+        for shard, start in enumerate(range(0, len(rows), per_shard)):
+            chunk = rows[start : start + per_shard]
             table = pa.table(
                 {
                     "id": pa.array([loaded.ids[i] for i in chunk], pa.string()),

@@ -16,12 +16,12 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from torch import nn  # noqa: E402
 
 
-def predict_logits(model: nn.Module, ds: ray.data.Dataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels for a prepared (decoded, normalized) split."""
+def predict_logits(model: nn.Module, ds: ray.data.Dataset, collate, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels for a prepared split (`collate`: its ToTensors)."""
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
-        for batch in ds.iter_torch_batches(batch_size=batch_size, dtypes={"x": torch.float32, "y": torch.long}):
+        for batch in ds.iter_torch_batches(batch_size=batch_size, collate_fn=collate):
             logits.append(model(batch["x"]).numpy())
             labels.append(batch["y"].numpy())
     return np.concatenate(logits), np.concatenate(labels)

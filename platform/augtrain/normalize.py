@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import ray
+import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from augtrain.collect import decode_samples, split_files
 
@@ -47,6 +49,31 @@ def normalize(samples: np.ndarray, stats: dict) -> np.ndarray:
     out *= scale.astype(np.float32)
     out += shift.astype(np.float32)
     return out
+
+
+def model_input(shipped: np.ndarray, stats: dict, kind: str) -> np.ndarray:
+    """A batch as the data workers ship it -> the model's input.
+
+    Images travel decoded (and augmented) in their stored dtype, (N, H, W, C), and are normalized by
+    whoever consumes them: uint8 is a quarter of float32's bytes through the object store, and a
+    224x224 RGB stream spent more on moving floats than on augmenting. Sequences arrive normalized
+    (they are normalized before augmentation).
+    """
+    return normalize(shipped, stats) if kind == "image" else shipped
+
+
+class ToTensors(NumpyBatchCollateFn):
+    """iter_torch_batches' collate: a shipped batch -> model-ready tensors, in the consumer's prefetch threads."""
+
+    def __init__(self, stats: dict, kind: str):
+        super().__init__()
+        self.stats, self.kind = stats, kind
+
+    def __call__(self, batch: dict) -> dict:
+        x = np.ascontiguousarray(model_input(batch["x"], self.stats, self.kind), dtype=np.float32)
+        # a batch straight from the object store is read-only; torch wants to own writable memory
+        x = torch.from_numpy(x if x.flags.writeable else x.copy())
+        return {"x": x, "y": torch.tensor(batch["y"], dtype=torch.long)}
 
 
 def _partial_sums(batch: dict, manifest: dict) -> dict:

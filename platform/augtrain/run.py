@@ -22,12 +22,16 @@ from augtrain.plan import Plan, PlanError, plan_resources
 from augtrain.report import write_report
 from augtrain.sources import SourceError
 from augtrain.spec import Job, Scaling, SpecError, dump_job
-from augtrain.stream import Dataset, configure_data, read_split, split_dataset
+from augtrain.stream import Dataset, configure_data, read_split
 from augtrain.tracking import log_run
 from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
 
 
 REPORT_POLL_S = 0.1
+# Ray kills idle worker processes beyond one per CPU after a second. Ray Data runs half-CPU tasks,
+# two per CPU, so every pass (each validation, each stats or predict job) restarted the extra
+# workers and paid their imports (albumentations, torch: ~3 s) again; keep two per CPU.
+IDLE_WORKERS_PER_CPU = 2
 EXPLAINED = 8  # test samples whose attribution maps every run draws for its report
 
 
@@ -51,7 +55,12 @@ def start_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, logging_config=logs)
     else:
-        ray.init(dashboard_host="127.0.0.1", runtime_env={"env_vars": env}, logging_config=logs)
+        ray.init(
+            dashboard_host="127.0.0.1",
+            runtime_env={"env_vars": env},
+            logging_config=logs,
+            _system_config={"num_workers_soft_limit": IDLE_WORKERS_PER_CPU * (os.cpu_count() or 1)},
+        )
 
 
 def cluster_cpus_gpus() -> tuple[float, float]:
@@ -128,7 +137,7 @@ def test_scores(job: Job, data: Dataset, checkpoint_dir: str | Path, test: ray.d
     """Test-split metrics of the weights in `checkpoint_dir` (`test`: the prepared test split)."""
     model = build_model(job.model.name, job.model.params, data.manifest["shape"], len(data.manifest["classes"]))
     load_weights(model, checkpoint_dir)
-    logits, labels = predict_logits(model, test)
+    logits, labels = predict_logits(model, test, data.collate())
     return test_metrics(labels, logits.argmax(1), data.manifest["classes"])
 
 
@@ -195,7 +204,8 @@ def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None =
         )
     start_ray(address)
     plan = plan_resources(Scaling(), *cluster_cpus_gpus())
-    logits, labels = predict_logits(bundle.model, split_dataset(dataset_dir, manifest, bundle.stats, "test", plan))
+    test = Dataset(dataset_dir, manifest, bundle.stats)
+    logits, labels = predict_logits(bundle.model, test.split("test", plan), test.collate())
     metrics = {
         "test": test_metrics(labels, logits.argmax(1), bundle.classes),
         "dataset": {"path": str(dataset_dir), "hash": manifest["hash"]},

@@ -16,7 +16,7 @@ import ray
 
 from augtrain.augment import augment_images, build_pipeline
 from augtrain.collect import decode_samples, split_files
-from augtrain.normalize import normalize
+from augtrain.normalize import ToTensors, model_input, normalize
 from augtrain.plan import Plan
 from augtrain.sequence_augment import SequencePipeline
 from augtrain.spec import Job
@@ -30,20 +30,20 @@ def _pipeline(transforms_json: str) -> A.Compose | SequencePipeline:
 
 
 def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> dict:
-    """Decode, augment and normalize a train batch.
+    """Decode and augment a train batch (sequences: normalized first; images: normalized by the consumer).
 
     Ray Data starts a new actor pool for every pass over a dataset, so an actor per data worker
     would pay a process start and the albumentations import every epoch (4 s against 0.2 s of
     compute on digits). Tasks run on Ray's reused worker processes instead, and each process
     builds the Compose once for the whole run. It draws fresh entropy and keeps its state, so
     every epoch sees new augmentations; seeded pipelines are `build_pipeline(seed=...)`.
-    Images are augmented as uint8 before normalization, as albumentations expects; sequences
-    after it, so that noise and warp sizes are in units of the normalized signal.
+    Images are augmented as uint8, as albumentations expects, and shipped so (see model_input);
+    sequences are normalized first, so that noise and warp sizes are in units of the normalized signal.
     """
     pipeline, samples = _pipeline(transforms_json), decode_samples(batch["x"], manifest)
     if isinstance(pipeline, SequencePipeline):
         return {"x": pipeline(normalize(samples, stats)), "y": batch["y"]}
-    return {"x": normalize(augment_images(pipeline, samples), stats), "y": batch["y"]}
+    return {"x": augment_images(pipeline, samples), "y": batch["y"]}
 
 
 def configure_data(progress_bars: bool = True) -> None:
@@ -61,8 +61,9 @@ def configure_data(progress_bars: bool = True) -> None:
 
 
 def prepare(batch: dict, manifest: dict, stats: dict) -> dict:
-    """Decode and normalize a batch, no augmentation (val, test, predict)."""
-    return {"x": normalize(decode_samples(batch["x"], manifest), stats), "y": batch["y"]}
+    """Decode a batch, no augmentation (val, test); sequences normalized, images left to the consumer."""
+    samples = decode_samples(batch["x"], manifest)
+    return {"x": samples if manifest["kind"] == "image" else normalize(samples, stats), "y": batch["y"]}
 
 
 def read_split(
@@ -71,7 +72,7 @@ def read_split(
     """A split (or its first `limit` samples) decoded and normalized in this process, without Ray."""
     table = pq.ParquetDataset(split_files(dataset_dir, split)).read(columns=["x", "y"]).slice(0, limit)
     batch = prepare({"x": table.column("x").to_pylist(), "y": table.column("y").to_numpy()}, manifest, stats)
-    return batch["x"], batch["y"]
+    return model_input(batch["x"], stats, manifest["kind"]), batch["y"]
 
 
 def keep_rows(batch: dict, ids: np.ndarray) -> dict:
@@ -90,10 +91,11 @@ def split_dataset(
     ids: np.ndarray | None = None,
     passes: int = 1,
 ) -> ray.data.Dataset:
-    """One split (or several) as a lazy Ray Data pipeline; `transforms` are for training only.
+    """One split (or several) as a lazy Ray Data pipeline of shipped batches (see model_input).
 
-    `ids` keeps only those rows: a k-fold's train or validation part of train+val. `passes` reads
-    the split that many times over in one stream: every training epoch in a single execution.
+    `transforms` are for training only. `ids` keeps only those rows: a k-fold's train or validation
+    part of train+val. `passes` reads the split that many times over in one stream: every training
+    epoch in a single execution.
     """
     remote = {"num_cpus": plan.cpus_per_data_task}
     files = [f for name in ((split,) if isinstance(split, str) else split) for f in split_files(dataset_dir, name)]
@@ -115,6 +117,10 @@ class Dataset:
     path: Path
     manifest: dict
     stats: dict
+
+    def collate(self) -> ToTensors:
+        """What turns this dataset's shipped batches into model-ready tensors."""
+        return ToTensors(self.stats, self.manifest["kind"])
 
     def split(self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None) -> ray.data.Dataset:
         return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids)

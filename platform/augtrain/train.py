@@ -8,6 +8,7 @@ import math
 import time
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray.train
 import ray.train.torch
@@ -30,7 +31,9 @@ from torch import nn
 from augtrain.models import build_model
 from augtrain.plan import Plan
 from augtrain.spec import Job
-from augtrain.stream import Dataset
+
+if TYPE_CHECKING:  # a Train worker runs this module; it need not import the data pipeline (albumentations)
+    from augtrain.stream import Dataset
 
 WEIGHTS = "model.safetensors"
 STATE = "train_state.pt"
@@ -42,10 +45,12 @@ SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' w
 REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "val_s", "time")
 
 
-def loop_config(job: Job, manifest: dict, plan: Plan, storage: Path, samples: int) -> dict:
+def loop_config(job: Job, data: Dataset, plan: Plan, storage: Path, samples: int) -> dict:
     """The plain values the workers need (`samples`: training samples per epoch); the spec stays on the driver."""
+    manifest = data.manifest
     return {
         "samples": samples,
+        "collate": data.collate(),
         "tensorboard": str(storage.resolve() / "tensorboard"),
         "model": job.model.name,
         "model_params": dict(job.model.params),
@@ -130,7 +135,7 @@ def train_loop(config: dict) -> None:
     board = SummaryWriter(config["tensorboard"]) if context.get_world_rank() == 0 else None
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    batches = {"batch_size": config["batch_size"], "dtypes": {"x": torch.float32, "y": torch.long}, "device": device}
+    batches = {"batch_size": config["batch_size"], "collate_fn": config["collate"], "device": device}
     # one stream carries every epoch (see Dataset.for_training): each takes its share of batches;
     # the order is shuffled within a window of batches as they stream in
     stream = iter(train_shard.iter_torch_batches(**batches, local_shuffle_buffer_size=SHUFFLE_BATCHES * config["batch_size"]))
@@ -212,7 +217,7 @@ def fit(job: Job, data: Dataset, plan: Plan, storage: Path, fold=None, callbacks
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
     trainer = ray.train.torch.TorchTrainer(
         train_loop,
-        train_loop_config=loop_config(job, data.manifest, plan, storage, samples),
+        train_loop_config=loop_config(job, data, plan, storage, samples),
         scaling_config=ScalingConfig(
             num_workers=plan.workers,
             use_gpu=plan.use_gpu,
