@@ -208,6 +208,7 @@ def test_cluster_yaml_passes_rays_own_schema():
     assert all({"min_workers", "max_workers"} <= set(types[t]) for t in ("cpu_worker", "gpu_worker"))
     starts = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if "ray start" in c]
     assert len(starts) == 2 and all("RAY_AUTH_MODE=token ray start" in c for c in starts)
+    assert all("RAY_num_workers_soft_limit=" in c for c in starts)  # warm data workers (see run.start_ray)
     (head,) = [c for c in config["head_start_ray_commands"] if "ray start" in c]
     assert "--dashboard-host=127.0.0.1" in head
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from augtrain.models import build_model
 from augtrain.spec import Train
-from augtrain.train import WEIGHTS, load_weights, make_optimizer, make_schedule
+from augtrain.train import WEIGHTS, load_weights, make_optimizer, make_schedule, take_rows
 
 
 def config(**fields):
@@ -44,3 +44,14 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     fresh = load_weights(build_model("cnn", {}, (8, 8, 1), 10), tmp_path)
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(fresh(x), model(x))
+
+
+def test_epochs_take_exact_rows_from_one_stream_cutting_straddling_batches():
+    """Batches of 32 from a 3-epoch stream of 100 rows: every epoch gets exactly 100, in order, none lost."""
+    rows = torch.arange(300)
+    stream = iter({"x": rows[i : i + 32], "y": rows[i : i + 32]} for i in range(0, 300, 32))
+    carry = []
+    epochs = [torch.cat([b["y"] for b in take_rows(stream, 100, carry)]) for _ in range(3)]
+    assert [len(e) for e in epochs] == [100, 100, 100]
+    torch.testing.assert_close(torch.cat(epochs), rows)
+    assert list(take_rows(stream, 100, carry)) == []  # the stream is spent: an empty epoch, no error

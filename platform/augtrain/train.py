@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import ray.train
 import ray.train.torch
@@ -103,6 +102,21 @@ def _sum_across_workers(values: list[float], device) -> list[float]:
     return tensor.tolist()
 
 
+def take_rows(stream: Iterator[dict], rows: int, carry: list[dict]) -> Iterator[dict]:
+    """The next `rows` rows of a stream of batches; a batch that runs past them is cut, its rest kept in
+    `carry` to lead the next call. The train stream carries every epoch (see Dataset.for_training):
+    each epoch takes its rows from it, so every epoch sees as many samples as the split holds."""
+    while rows > 0:
+        batch = carry.pop() if carry else next(stream, None)
+        if batch is None:
+            return
+        if len(batch["y"]) > rows:
+            carry.append({name: column[rows:] for name, column in batch.items()})
+            batch = {name: column[:rows] for name, column in batch.items()}
+        rows -= len(batch["y"])
+        yield batch
+
+
 def train_loop(config: dict) -> None:
     """Per worker: build, resume, then per epoch train -> validate -> checkpoint + report."""
     # Ray Train logs every report at INFO through a logger named by its file path (not under
@@ -136,16 +150,16 @@ def train_loop(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     batches = {"batch_size": config["batch_size"], "collate_fn": config["collate"], "device": device}
-    # one stream carries every epoch (see Dataset.for_training): each takes its share of batches;
-    # the order is shuffled within a window of batches as they stream in
+    # one stream carries every epoch, shuffled within a window of batches as they stream in; each
+    # worker's epoch is an equal share of the split (the same number of steps everywhere, for DDP)
     stream = iter(train_shard.iter_torch_batches(**batches, local_shuffle_buffer_size=SHUFFLE_BATCHES * config["batch_size"]))
-    steps = math.ceil(config["samples"] / context.get_world_size() / config["batch_size"])
+    share, carry = config["samples"] // context.get_world_size(), []
     for epoch in range(start, config["epochs"]):
         # train
         started = time.perf_counter()
         model.train()
         total = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        for batch in itertools.islice(stream, steps):
+        for batch in take_rows(stream, share, carry):
             with autocast:
                 logits = model(batch["x"])
                 loss = loss_fn(logits.float(), batch["y"])
