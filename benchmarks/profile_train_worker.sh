@@ -17,7 +17,7 @@ wait $run
 import collections, sys
 phases = {  # frame substrings, checked in order: the first match names the sample's phase
     "forward (train and val)": "forward (", "backward": "backward (", "optimizer step": "step (",
-    "waiting for the next batch": "__next__ (", "rest (metrics, validation, checkpoint, report)": "train_loop (",
+    "waiting for the next batch": "take_rows (", "rest (metrics, validation, checkpoint, report)": "train_loop (",
 }
 total, seen, other = 0, collections.Counter(), collections.Counter()
 for line in open(sys.argv[1]):
