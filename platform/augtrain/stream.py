@@ -122,8 +122,10 @@ class Dataset:
         """What turns this dataset's shipped batches into model-ready tensors."""
         return ToTensors(self.stats, self.manifest["kind"])
 
-    def split(self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None) -> ray.data.Dataset:
-        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids)
+    def split(
+        self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None, passes: int = 1
+    ) -> ray.data.Dataset:
+        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids, passes)
 
     def for_training(self, job: Job, plan: Plan, fold: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict, int]:
         """The train and val datasets of a Train run, and the training samples in one epoch.
@@ -135,10 +137,7 @@ class Dataset:
         train+val instead of train and val.
         """
         split, train_ids, val_ids = ("train", None, None) if fold is None else (POOL, *fold)
-        train = split_dataset(
-            self.path, self.manifest, self.stats, split, plan, [t.model_dump() for t in job.augment], train_ids,
-            passes=job.train.epochs,
-        )
+        train = self.split(split, plan, [t.model_dump() for t in job.augment], train_ids, job.train.epochs)
         val = self.split("val", plan) if fold is None else self.split(POOL, plan, ids=val_ids)
         samples = sum(self.manifest["counts"]["train"].values()) if fold is None else len(train_ids)
         # val never changes: prepare it once instead of re-reading it every epoch
