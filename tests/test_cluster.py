@@ -78,7 +78,9 @@ def wait_for_checkpoints(run_root, count: int, deadline_s: float = 300) -> None:
 
 
 def test_a_killed_driver_resumes_by_run_name(cluster, tmp_path):
-    args = overrides(tmp_path, "train.epochs=4")
+    # Two epochs: the dead driver's Train run keeps its CPU request at Ray's autoscaling coordinator
+    # for 180 s (Ray has no way to release it), so the resumed run's data stream crawls till then.
+    args = overrides(tmp_path, "train.epochs=2")
     command = [sys.executable, "-m", "augtrain.cli", "run", str(JOB), *args, "--address", cluster.address]
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
@@ -92,7 +94,7 @@ def test_a_killed_driver_resumes_by_run_name(cluster, tmp_path):
     again = run_job(load_job(JOB, args), cluster.address, echo=lines.append)
     assert again == run_dir and f"resuming the interrupted run {run_dir} from its last checkpoint" in lines
     history = json.loads((run_dir / "metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == list(range(4))  # continued, not restarted
+    assert [h["epoch"] for h in history] == [0, 1]  # continued, not restarted
     assert history[0]["restarts"] == 0 and history[-1]["restarts"] >= 1
 
 
