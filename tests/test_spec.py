@@ -85,8 +85,9 @@ def test_elastic_workers_placement_and_storage_paths():
     spec = load_job(JOBS[0], ["scaling.workers=[1, 3]", "scaling.placement=pack"])
     assert spec.scaling.workers == (1, 3) and spec.scaling.max_workers == 3 and spec.scaling.placement == "pack"
     with pytest.raises(SpecError) as bad:
-        load_job(JOBS[0], ["scaling.workers=[3, 1]", "run.storage_path=s3://bucket/runs", "scaling.placement=far"])
+        load_job(JOBS[0], ["scaling.workers=[3, 1]", "run.storage_path=ftp://host/runs", "scaling.placement=far"])
     message = str(bad.value)
     assert "scaling.workers: expected a count >= 1 or [min, max] with 1 <= min <= max, got (3, 1)" in message
-    assert "run.storage_path: s3://bucket/runs: URIs are not supported yet" in message
+    assert "run.storage_path: ftp://host/runs: pyarrow opens s3://, gs://" in message
+    assert load_job(JOBS[0], ["run.storage_path=s3://bucket/runs"]).run.storage_path == "s3://bucket/runs"
     assert "scaling.placement:" in message

@@ -18,6 +18,7 @@ from augtrain.bundle import BundleError
 from augtrain.plan import PlanError
 from augtrain.sources import SourceError
 from augtrain.spec import Data, SpecError, dump_job, load_job
+from augtrain.storage import is_uri
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
@@ -266,10 +267,10 @@ def submit(
         cluster = Cluster(address)
         job_id = cluster.submit(entrypoint, runtime_env, spec.run.name)
         console.print(f"submitted {job_id} to {cluster.where}", markup=False)
-        if not Path(spec.run.storage_path).is_absolute():
+        if not (Path(spec.run.storage_path).is_absolute() or is_uri(spec.run.storage_path)):
             console.print(
                 f"note: run.storage_path {spec.run.storage_path!r} is inside the job's working dir, a temporary copy "
-                "on the cluster; set a shared absolute path to keep the run dir",
+                "on the cluster; set a shared absolute path or a URI (s3://...) to keep the run dir",
                 markup=False,
             )
         if not wait:

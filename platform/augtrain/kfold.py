@@ -14,6 +14,7 @@ from augtrain.collect import split_files
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan
 from augtrain.run import cluster_cpus_gpus, evaluate_run, selected, test_scores
 from augtrain.spec import Job, SpecError
+from augtrain.storage import join
 from augtrain.stream import POOL, Dataset, configure_data
 from augtrain.train import fit, ranking
 
@@ -37,42 +38,43 @@ def assign_folds(data: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.
 
 
 @ray.remote(num_cpus=DRIVER_CPU)
-def train_fold(job: Job, data: Dataset, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: Path):
-    """One fold's Ray Train run: its selected checkpoint dir, that epoch's metrics, every epoch's metrics."""
+def train_fold(job: Job, data: Dataset, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: str):
+    """One fold's Ray Train run: its selected checkpoint, that epoch's metrics, every epoch's metrics."""
     configure_data(progress_bars=False)
     result = fit(job, data, plan, storage, fold)
     if result.error:
         raise result.error
     checkpoint, metrics, history = selected(job, result)
-    return checkpoint.path, metrics, history
+    return checkpoint, metrics, history
 
 
-def run_folds(job: Job, data: Dataset, plan: Plan, folds: list, concurrent: int, run_dir: Path) -> list[tuple]:
+def run_folds(job: Job, data: Dataset, plan: Plan, folds: list, concurrent: int, location: str) -> list[tuple]:
     """Every fold's train_fold result, at most `concurrent` folds training at once."""
     running, results = {}, {}
     for i, fold in enumerate(folds):
         if len(running) == concurrent:
             (done,), _ = ray.wait(list(running), num_returns=1)
             results[running.pop(done)] = ray.get(done)
-        running[train_fold.remote(job, data, plan, fold, run_dir / "folds" / f"fold-{i}")] = i
+        running[train_fold.remote(job, data, plan, fold, join(location, "folds", f"fold-{i}"))] = i
     for ref, i in running.items():
         results[i] = ray.get(ref)
     return [results[i] for i in range(len(folds))]
 
 
-def cross_validate(job: Job, data: Dataset, run_dir: Path, echo: Callable[[str], None]) -> Path:
+def cross_validate(job: Job, data: Dataset, run_dir: Path, location: str, echo: Callable[[str], None]) -> None:
     """Train K folds, score each on test, report mean ± std; the best fold by validation is the run's model."""
     k = job.eval.kfold
     folds = assign_folds(data, k, job.data.seed)
     concurrent, plan = shared_plan(job.scaling, k, *cluster_cpus_gpus())
     echo(f"{k}-fold cross-validation: up to {concurrent} fold(s) at a time, each: {plan.describe()}")
-    results = run_folds(job, data, plan, folds, concurrent, run_dir)
+    results = run_folds(job, data, plan, folds, concurrent, location)
 
     # score every fold's selected checkpoint on the (untouched) test split
     test = data.split("test", plan).materialize()
     rows = []
     for i, (checkpoint, metrics, _) in enumerate(results):
-        scores = test_scores(job, data, checkpoint, test)
+        with checkpoint.as_directory() as folder:
+            scores = test_scores(job, data, folder, test)
         rows.append({"fold": i, "val_accuracy": metrics["val_accuracy"], "val_loss": metrics["val_loss"],
                      "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"],
                      "best_epoch": metrics["epoch"]})
@@ -90,6 +92,6 @@ def cross_validate(job: Job, data: Dataset, run_dir: Path, echo: Callable[[str],
     best = max(range(k), key=lambda i: ranking()(results[i][1]))
     checkpoint, metrics, history = results[best]
     extra = {"selected": job.train.select, "selected_fold": best, "best_epoch": metrics["epoch"],
-             "best_checkpoint": checkpoint, "history": history, "kfold": summary}
-    evaluate_run(run_dir, job, data, plan, checkpoint, extra)
-    return run_dir
+             "best_checkpoint": checkpoint.path, "history": history, "kfold": summary}
+    with checkpoint.as_directory() as folder:
+        evaluate_run(run_dir, job, data, plan, folder, extra)

@@ -22,6 +22,7 @@ from augtrain.plan import Plan, PlanError, plan_resources
 from augtrain.report import write_report
 from augtrain.sources import SourceError
 from augtrain.spec import Job, Scaling, SpecError, dump_job
+from augtrain.storage import is_uri, join, publish, read_text, staging, subfolders
 from augtrain.stream import Dataset, configure_data, read_split
 from augtrain.tracking import log_run
 from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
@@ -81,26 +82,36 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
     return Dataset(collected.path.resolve(), manifest, stats)
 
 
-def new_run_dir(job: Job) -> Path:
-    """runs/<name>/<timestamp>/ under run.storage_path (a second run in the same second gets a suffix)."""
-    base = Path(job.run.storage_path) / job.run.name
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir, n = base / stamp, 1
-    while run_dir.exists():
+def new_run_location(job: Job) -> str:
+    """<storage_path>/<name>/<timestamp> (a second run in the same second gets a suffix)."""
+    base = join(job.run.storage_path, job.run.name)
+    taken, stamp = set(subfolders(base)), time.strftime("%Y%m%d-%H%M%S")
+    name, n = stamp, 1
+    while name in taken:
         n += 1
-        run_dir = base / f"{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+        name = f"{stamp}-{n}"
+    return join(base, name)
+
+
+def run_location(job: Job, echo: Callable[[str], None]) -> str:
+    """The newest run of `run.name` if a run of the same spec was interrupted there (resumed), else a new one."""
+    base = join(job.run.storage_path, job.run.name)
+    for name in reversed(subfolders(base)):
+        spec = read_text(join(base, name, "spec.yaml"))
+        if spec is None:
+            continue
+        if spec == dump_job(job) and read_text(join(base, name, "metrics.json")) is None:
+            echo(f"resuming the interrupted run {join(base, name)} from its last checkpoint")
+            return join(base, name)
+        break
+    return new_run_location(job)
+
+
+def open_run_dir(location: str) -> Path:
+    """The local folder where this process writes the run kept at `location` (see augtrain.storage)."""
+    run_dir = staging(location)
+    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir.resolve()
-
-
-def run_dir_for(job: Job, echo: Callable[[str], None]) -> Path:
-    """The newest run dir of `run.name` if a run of the same spec was interrupted there (resumed), else a new one."""
-    base = Path(job.run.storage_path) / job.run.name
-    runs = sorted(p for p in base.glob("*") if (p / "spec.yaml").is_file())
-    if runs and not (runs[-1] / "metrics.json").is_file() and (runs[-1] / "spec.yaml").read_text() == dump_job(job):
-        echo(f"resuming the interrupted run {runs[-1]} from its last checkpoint")
-        return runs[-1].resolve()
-    return new_run_dir(job)
 
 
 @ray.remote(num_cpus=0)
@@ -108,12 +119,12 @@ def _sees(path: str) -> bool:
     return os.path.exists(path)
 
 
-def check_shared(*folders: Path) -> None:
-    """On a multi-node cluster every node must see `folders` (checkpoints, datasets): a node-local path is refused."""
+def check_shared(*locations: str | Path) -> None:
+    """On a multi-node cluster every node must see `locations` (checkpoints, datasets): a node-local path is refused."""
     nodes = [node for node in ray.nodes() if node["Alive"]]
     if len(nodes) < 2:
         return
-    for folder in folders:
+    for folder in [Path(location) for location in locations if not is_uri(str(location))]:
         marker = folder / f".visible-{os.getpid()}-{time.time_ns()}"
         marker.touch()
         try:
@@ -219,23 +230,32 @@ def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None =
 def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = print) -> Path:
     """Run `job`; return its run dir, which holds spec.yaml, checkpoints and metrics.json."""
     data = prepare_dataset(job, address, echo)
-    run_dir = run_dir_for(job, echo)
-    check_shared(run_dir, data.path)
+    location = run_location(job, echo)
+    check_shared(location, data.path)
+    run_dir = open_run_dir(location)
     (run_dir / "spec.yaml").write_text(dump_job(job))
+    publish(run_dir, location)  # a re-run finds the spec of an interrupted run
     if job.eval.kfold:
         from augtrain.kfold import cross_validate  # builds on this module
 
-        return cross_validate(job, data, run_dir, echo)
+        cross_validate(job, data, run_dir, location, echo)
+    else:
+        train_and_evaluate(job, data, run_dir, location, echo)
+    publish(run_dir, location)
+    if is_uri(location):
+        echo(f"run kept at {location}")
+    return run_dir
+
+
+def train_and_evaluate(job: Job, data: Dataset, run_dir: Path, location: str, echo: Callable[[str], None]) -> None:
+    """Train (checkpoints under `location`), then score the selected checkpoint on the test split in `run_dir`."""
     plan = plan_resources(job.scaling, *cluster_cpus_gpus())
     echo(plan.describe())
-    result = fit(job, data, plan, run_dir)
+    result = fit(job, data, plan, location)
     if result.error:
         raise result.error
-
-    # evaluate the selected checkpoint on the test split
     best, best_metrics, history = selected(job, result)
     with best.as_directory() as folder:
         extra = {"selected": job.train.select, "best_epoch": best_metrics["epoch"], "best_checkpoint": best.path,
                  "history": history}
         evaluate_run(run_dir, job, data, plan, folder, extra)
-    return run_dir

@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from augtrain.storage import URI_SCHEMES, is_uri
+
 
 class SpecError(ValueError):
     """A job file that cannot run; the message lists every bad field by dotted path."""
@@ -121,17 +123,20 @@ class Eval(Section):
 class Run(Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
     storage_path: str = Field(
-        "runs", description="a local folder, or on a multi-node cluster a shared one (NFS) that every node mounts"
+        "runs",
+        description="a local folder, a shared one (NFS) that every node of a cluster mounts, or a URI pyarrow opens "
+        "(s3://, gs://, abfs://, hdfs://): checkpoints go there directly, the run's other files when it ends",
     )
     max_failures: int = Field(0, ge=-1, description="restarts from the last checkpoint after a lost worker or node")
     mlflow: bool = Field(False, description="also log the run to MLflow (MLFLOW_TRACKING_URI, default <storage_path>/mlruns)")
 
     @field_validator("storage_path")
     @classmethod
-    def _a_folder(cls, path: str) -> str:
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
-            raise ValueError(f"{path}: URIs are not supported yet; mount the storage on every node and give its path")
-        return path
+    def _known_scheme(cls, location: str) -> str:
+        scheme = location.split("://", 1)[0] if is_uri(location) else None
+        if scheme and scheme not in URI_SCHEMES:
+            raise ValueError(f"{location}: pyarrow opens {', '.join(s + '://' for s in URI_SCHEMES)} URIs, not {scheme}://")
+        return location
 
 
 DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}

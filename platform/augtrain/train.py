@@ -30,6 +30,7 @@ from torch import nn
 from augtrain.models import build_model
 from augtrain.plan import Plan
 from augtrain.spec import Job
+from augtrain.storage import is_uri, join, publish
 
 if TYPE_CHECKING:  # a Train worker runs this module; it need not import the data pipeline (albumentations)
     from augtrain.stream import Dataset
@@ -44,13 +45,13 @@ SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' w
 REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "val_s", "time")
 
 
-def loop_config(job: Job, data: Dataset, plan: Plan, storage: Path, samples: int) -> dict:
+def loop_config(job: Job, data: Dataset, plan: Plan, storage: str, samples: int) -> dict:
     """The plain values the workers need (`samples`: training samples per epoch); the spec stays on the driver."""
     manifest = data.manifest
     return {
         "samples": samples,
         "collate": data.collate(),
-        "tensorboard": str(storage.resolve() / "tensorboard"),
+        "tensorboard": join(storage, "tensorboard"),
         "model": job.model.name,
         "model_params": dict(job.model.params),
         "shape": manifest["shape"],
@@ -145,8 +146,10 @@ def train_loop(config: dict) -> None:
         start, best, stale, history = state["epoch"] + 1, state["best"], state["stale"], state["history"]
         restarts = state["restarts"] + 1
 
-    # rank 0 logs every epoch for TensorBoard; a resumed run appends a new event file beside the old
-    board = SummaryWriter(config["tensorboard"]) if context.get_world_rank() == 0 else None
+    # rank 0 logs every epoch for TensorBoard beside the checkpoints (on a URI storage: into a local folder
+    # copied there after every epoch); a resumed run appends a new event file beside the old
+    board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
+    board = SummaryWriter(board_dir) if context.get_world_rank() == 0 else None
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     batches = {"batch_size": config["batch_size"], "collate_fn": config["collate"], "device": device}
@@ -211,6 +214,7 @@ def train_loop(config: dict) -> None:
                 for name in ("train_loss", "train_accuracy", "val_loss", SCORE, "lr"):
                     board.add_scalar(name, metrics[name], epoch + 1)
                 board.flush()
+                publish(Path(board_dir), config["tensorboard"])
                 print(
                     f"epoch {epoch + 1}/{config['epochs']}  train loss {metrics['train_loss']:.4f} "
                     f"acc {metrics['train_accuracy']:.4f}  val loss {metrics['val_loss']:.4f} "
@@ -224,8 +228,9 @@ def train_loop(config: dict) -> None:
         board.close()
 
 
-def fit(job: Job, data: Dataset, plan: Plan, storage: Path, fold=None, callbacks=()) -> ray.train.Result:
-    """Run the TorchTrainer (on a k-fold's `fold`); checkpoints go to `storage`/train, the best k by val accuracy kept."""
+def fit(job: Job, data: Dataset, plan: Plan, storage: str, fold=None, callbacks=()) -> ray.train.Result:
+    """Run the TorchTrainer (on a k-fold's `fold`); checkpoints go to `storage`/train (a folder or URI), the best k
+    by val accuracy kept."""
     datasets, samples = data.for_training(job, plan, fold)
     options = DataContext.get_current().execution_options
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
@@ -240,7 +245,7 @@ def fit(job: Job, data: Dataset, plan: Plan, storage: Path, fold=None, callbacks
         ),
         run_config=RunConfig(
             name="train",
-            storage_path=str(storage.resolve()),
+            storage_path=storage,
             failure_config=FailureConfig(max_failures=job.run.max_failures),
             logging_config=LoggingConfig(log_level="WARNING"),  # the epoch lines are the progress
             callbacks=list(callbacks),

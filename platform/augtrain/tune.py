@@ -16,8 +16,11 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
-from augtrain.run import check_shared, cluster_cpus_gpus, evaluate_run, new_run_dir, prepare_dataset  # noqa: E402
+from augtrain.run import (  # noqa: E402
+    check_shared, cluster_cpus_gpus, evaluate_run, new_run_location, open_run_dir, prepare_dataset,
+)
 from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
+from augtrain.storage import is_uri  # noqa: E402
 from augtrain.stream import Dataset, configure_data  # noqa: E402
 from augtrain.train import REPORTED, fit, ranking  # noqa: E402
 
@@ -60,7 +63,7 @@ def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials_dir: Pa
     configure_data(progress_bars=False)
     job = trial_job(base, config)
     storage = trials_dir / tune.get_context().get_trial_id()
-    result = fit(job, data, plan, storage, callbacks=[TuneReportCallback()])
+    result = fit(job, data, plan, str(storage), callbacks=[TuneReportCallback()])
     if result.error:
         raise result.error
 
@@ -105,11 +108,14 @@ def tune_job(
     """Run the sweep in `job.tune`; export the best trial like `augtrain run` does; return the run dir."""
     if job.tune is None:
         raise SpecError("this job has no tune section")
+    if is_uri(job.run.storage_path):
+        raise SpecError(f"run.storage_path: sweeps keep their runs in a folder (shared on a cluster), not at a URI "
+                        f"({job.run.storage_path}); `augtrain run` takes URIs")
     space = search_space(job)
     data = prepare_dataset(job, address, echo)
     concurrent, plan = shared_plan(job.scaling, job.tune.max_concurrent, *cluster_cpus_gpus())
     echo(f"tune: up to {concurrent} trial(s) at a time, each: {plan.describe()}")
-    run_dir = latest_sweep(job) if resume else new_run_dir(job)
+    run_dir = latest_sweep(job) if resume else open_run_dir(new_run_location(job))
     check_shared(run_dir, data.path)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials_dir=run_dir / "trials"),

@@ -1,0 +1,67 @@
+"""Where runs are kept: a folder, or a URI that pyarrow's filesystems open (s3://, gs://, abfs://, hdfs://, file://).
+
+Ray Train writes checkpoints straight to the storage from whichever node a worker runs on. The driver's
+own files of a run (spec, metrics, bundle, report) are written to a local staging folder and copied
+into the run's folder on the storage (`publish`); on a plain folder the two are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+URI_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")  # pyarrow.fs.FileSystem.from_uri
+
+
+def is_uri(location: str) -> bool:
+    return bool(_SCHEME.match(location))
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a folder or URI and the path in it."""
+    if is_uri(location):
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def join(location: str, *parts: str) -> str:
+    if is_uri(location):
+        return "/".join([location.rstrip("/"), *parts])
+    return str(Path(location, *parts).resolve())
+
+
+def subfolders(location: str) -> list[str]:
+    """The names of the folders in `location`, sorted; none if it does not exist."""
+    fs, path = filesystem(location)
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(info.base_name for info in found if info.type == pafs.FileType.Directory)
+
+
+def read_text(location: str) -> str | None:
+    """The text of the file at `location`, or None if there is none."""
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def staging(location: str) -> Path:
+    """The local folder where the driver writes a run kept at `location` (the folder itself if local)."""
+    if not is_uri(location):
+        return Path(location)
+    digest = hashlib.sha1(location.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir(), "augtrain-staging", digest, location.rstrip("/").rsplit("/", 1)[-1])
+
+
+def publish(local: Path, location: str) -> None:
+    """Copy the files of `local` into `location` (nothing to do when they are the same folder)."""
+    if is_uri(location):
+        fs, path = filesystem(location)
+        fs.create_dir(path, recursive=True)
+        pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)

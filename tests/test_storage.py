@@ -1,0 +1,71 @@
+"""Runs kept at a URI (pyarrow's filesystems): checkpoints written there by Ray Train, the run published beside them.
+
+A file:// URI goes through the same pyarrow code as s3:// or gs:// (no object store is reachable here)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from augtrain.cli import app
+from augtrain.run import open_run_dir, run_location
+from augtrain.spec import SpecError, dump_job, load_job
+from augtrain.storage import publish
+from augtrain.tune import tune_job
+from conftest import JOBS_DIR
+
+JOB = JOBS_DIR / "digits_cnn.yaml"
+
+
+def test_a_run_at_a_uri_keeps_its_checkpoints_there_and_publishes_its_files(ray_session, tmp_path):
+    uri = f"file://{tmp_path}/bucket/runs"
+    args = [f"run.storage_path={uri}", f"data.path={tmp_path / 'data'}", "train.epochs=2"]
+    result = CliRunner().invoke(app, ["run", str(JOB), *args])
+    assert result.exit_code == 0, result.output
+    local = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
+    (kept,) = (tmp_path / "bucket" / "runs" / "digits_cnn").iterdir()
+    assert f"run kept at {uri}/digits_cnn/{kept.name}" in result.output
+    assert local.name == kept.name and not local.is_relative_to(tmp_path)
+
+    # Ray Train wrote the checkpoints to the URI; the driver's files were staged locally, then copied
+    assert list(kept.glob("train/checkpoint_*/model.safetensors")) and not (local / "train").exists()
+    for name in ("spec.yaml", "metrics.json", "normalization.json", "report.html", "model/model.safetensors"):
+        assert (kept / name).read_bytes() == (local / name).read_bytes(), name
+    assert [h["epoch"] for h in json.loads((kept / "metrics.json").read_text())["history"]] == [0, 1]
+    assert list((kept / "tensorboard").glob("events.out.tfevents.*"))  # rank 0 copied its events there
+
+    # the bundle at the storage re-evaluates to the run's own test scores
+    again = CliRunner().invoke(app, ["evaluate", str(kept / "model")])
+    assert again.exit_code == 0, again.output
+    (evaluation,) = (kept / "evaluations").iterdir()
+    assert json.loads(evaluation.read_text())["test"] == json.loads((kept / "metrics.json").read_text())["test"]
+
+
+def test_an_interrupted_run_at_a_uri_is_resumed_and_a_finished_one_is_not(tmp_path):
+    job = load_job(JOB, [f"run.storage_path=file://{tmp_path}/runs"])
+    lines = []
+    first = run_location(job, lines.append)
+    assert first.startswith(f"file://{tmp_path}/runs/digits_cnn/") and lines == []
+    run_dir = open_run_dir(first)
+    (run_dir / "spec.yaml").write_text((JOB.parent / "digits_cnn.yaml").read_text())  # another spec: not resumed
+    publish(run_dir, first)
+    assert run_location(job, lines.append) != first and lines == []
+
+    (run_dir / "spec.yaml").write_text(dump_job(job))
+    publish(run_dir, first)
+    assert run_location(job, lines.append) == first
+    assert lines == [f"resuming the interrupted run {first} from its last checkpoint"]
+
+    (run_dir / "metrics.json").write_text("{}")  # finished: a re-run starts a new run beside it
+    publish(run_dir, first)
+    second = run_location(job, lines.append)
+    assert second != first and second.startswith(f"file://{tmp_path}/runs/digits_cnn/") and len(lines) == 1
+
+
+def test_an_unknown_uri_scheme_and_a_sweep_at_a_uri_are_refused(tmp_path):
+    with pytest.raises(SpecError, match=r"run.storage_path.*ftp://host/runs: pyarrow opens s3://"):
+        load_job(JOB, ["run.storage_path=ftp://host/runs"])
+    sweep = load_job(JOBS_DIR / "digits_cnn_tune.yaml", [f"run.storage_path=file://{tmp_path}/runs"])
+    with pytest.raises(SpecError, match="sweeps keep their runs in a folder"):
+        tune_job(sweep)
