@@ -78,9 +78,10 @@ def wait_for_checkpoints(run_root, count: int, deadline_s: float = 300) -> None:
 
 
 def test_a_killed_driver_resumes_by_run_name(cluster, tmp_path):
-    # Two epochs: the dead driver's Train run keeps its CPU request at Ray's autoscaling coordinator
-    # for 180 s (Ray has no way to release it), so the resumed run's data stream crawls till then.
-    args = overrides(tmp_path, "train.epochs=2")
+    # One worker of a whole CPU, two epochs: the dead driver's Train run keeps its CPU request at Ray's
+    # autoscaling coordinator for 180 s (nothing in Ray releases it sooner), and with two workers the
+    # two runs' requests left Ray Data no CPU: the resumed run crawled till the request lapsed.
+    args = overrides(tmp_path, "train.epochs=2", "scaling.workers=1")
     command = [sys.executable, "-m", "augtrain.cli", "run", str(JOB), *args, "--address", cluster.address]
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)

@@ -231,8 +231,8 @@ def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = 
     """Run `job`; return its run dir, which holds spec.yaml, checkpoints and metrics.json."""
     data = prepare_dataset(job, address, echo)
     location = run_location(job, echo)
-    check_shared(location, data.path)
     run_dir = open_run_dir(location)
+    check_shared(location, data.path)
     (run_dir / "spec.yaml").write_text(dump_job(job))
     publish(run_dir, location)  # a re-run finds the spec of an interrupted run
     if job.eval.kfold:
