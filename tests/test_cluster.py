@@ -77,28 +77,6 @@ def wait_for_checkpoints(run_root, count: int, deadline_s: float = 300) -> None:
         time.sleep(0.2)
 
 
-def test_a_killed_driver_resumes_by_run_name(cluster, tmp_path):
-    # One worker of a whole CPU, two epochs: the dead driver's Train run keeps its CPU request at Ray's
-    # autoscaling coordinator for 180 s (nothing in Ray releases it sooner), and with two workers the
-    # two runs' requests left Ray Data no CPU: the resumed run crawled till the request lapsed.
-    args = overrides(tmp_path, "train.epochs=2", "scaling.workers=1")
-    command = [sys.executable, "-m", "augtrain.cli", "run", str(JOB), *args, "--address", cluster.address]
-    log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
-    wait_for_checkpoints(tmp_path / "runs", 1)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    (run_dir,) = (tmp_path / "runs" / "digits_cnn").iterdir()
-    assert not (run_dir / "metrics.json").exists()
-
-    lines = []
-    again = run_job(load_job(JOB, args), cluster.address, echo=lines.append)
-    assert again == run_dir and f"resuming the interrupted run {run_dir} from its last checkpoint" in lines
-    history = json.loads((run_dir / "metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [0, 1]  # continued, not restarted
-    assert history[0]["restarts"] == 0 and history[-1]["restarts"] >= 1
-
-
 def test_a_lost_worker_node_is_recovered_from_the_last_checkpoint(cluster, calm_run, tmp_path):
     job = load_job(JOB, overrides(tmp_path, f"train.epochs={EPOCHS}", "augment=[]", "run.max_failures=2"))
     finished = []
@@ -121,3 +99,26 @@ def test_a_lost_worker_node_is_recovered_from_the_last_checkpoint(cluster, calm_
         load_weights(build_model("cnn", job.model.params, (8, 8, 1), 10), folder)
     calm = json.loads((calm_run[0] / "metrics.json").read_text())["test"]["accuracy"]
     assert abs(metrics["test"]["accuracy"] - calm) <= 0.01, (metrics["test"]["accuracy"], calm)
+
+
+def test_a_killed_driver_resumes_by_run_name(cluster, tmp_path):
+    # Last in this module, one worker of a whole CPU, two epochs: the dead driver's Train run keeps its
+    # CPU request at Ray's autoscaling coordinator for 180 s (nothing in Ray releases it sooner); with
+    # two workers the two runs' requests left Ray Data no CPU, and the resumed run (or the next test's
+    # run) crawled till the request lapsed.
+    args = overrides(tmp_path, "train.epochs=2", "scaling.workers=1")
+    command = [sys.executable, "-m", "augtrain.cli", "run", str(JOB), *args, "--address", cluster.address]
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    wait_for_checkpoints(tmp_path / "runs", 1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    (run_dir,) = (tmp_path / "runs" / "digits_cnn").iterdir()
+    assert not (run_dir / "metrics.json").exists()
+
+    lines = []
+    again = run_job(load_job(JOB, args), cluster.address, echo=lines.append)
+    assert again == run_dir and f"resuming the interrupted run {run_dir} from its last checkpoint" in lines
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [0, 1]  # continued, not restarted
+    assert history[0]["restarts"] == 0 and history[-1]["restarts"] >= 1
