@@ -1,6 +1,7 @@
 """Runs kept at a URI (pyarrow's filesystems): checkpoints written there by Ray Train, the run published beside them.
 
-A file:// URI goes through the same pyarrow code as s3:// or gs:// (no object store is reachable here)."""
+A file:// URI goes through the same pyarrow code as s3:// or gs:// (no object store is reachable here).
+Sweeps at a URI: tests/test_tune.py."""
 
 import json
 from pathlib import Path
@@ -12,7 +13,6 @@ from augtrain.cli import app
 from augtrain.run import open_run_dir, run_location
 from augtrain.spec import SpecError, dump_job, load_job
 from augtrain.storage import publish
-from augtrain.tune import tune_job
 from conftest import JOBS_DIR
 
 JOB = JOBS_DIR / "digits_cnn.yaml"
@@ -63,9 +63,6 @@ def test_an_interrupted_run_at_a_uri_is_resumed_and_a_finished_one_is_not(tmp_pa
     assert second != first and second.startswith(f"file://{tmp_path}/runs/digits_cnn/") and len(lines) == 1
 
 
-def test_an_unknown_uri_scheme_and_a_sweep_at_a_uri_are_refused(tmp_path):
+def test_an_unknown_uri_scheme_is_refused():
     with pytest.raises(SpecError, match=r"run.storage_path.*ftp://host/runs: pyarrow opens s3://"):
         load_job(JOB, ["run.storage_path=ftp://host/runs"])
-    sweep = load_job(JOBS_DIR / "digits_cnn_tune.yaml", [f"run.storage_path=file://{tmp_path}/runs"])
-    with pytest.raises(SpecError, match="sweeps keep their runs in a folder"):
-        tune_job(sweep)

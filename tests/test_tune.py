@@ -67,8 +67,15 @@ def read_trials(run_dir):
 def test_every_tune_job_sweeps_in_smoke_form_and_exports_the_best_trial(ray_session, tmp_path, job):
     from test_run import smoke_run
 
+    # kept at a URI (pyarrow's file://, the code path of s3:// and gs://): trials checkpoint there
+    storage = f"run.storage_path=file://{tmp_path}/bucket"
     space = "tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}"
-    run_dir = smoke_run(tmp_path, job, "tune", space, "tune.search=grid", "tune.scheduler.name=none")
+    run_dir = smoke_run(tmp_path, job, "tune", space, "tune.search=grid", "tune.scheduler.name=none", storage)
+    (kept,) = (tmp_path / "bucket" / job.stem).iterdir()
+    assert kept.name == run_dir.name and not run_dir.is_relative_to(tmp_path)
+    assert (kept / "trials.csv").read_text() == (run_dir / "trials.csv").read_text()
+    assert len(list(kept.glob("trials/*/train/checkpoint_*/model.safetensors"))) >= 2
+    assert (kept / "tune" / "tuner.pkl").is_file() and (kept / "metrics.json").is_file()
     trials = read_trials(run_dir)
     assert len(trials) == 2 and {t["status"] for t in trials} == {"finished"}
     assert {float(t["train.lr"]) for t in trials} == {0.001, 0.003}

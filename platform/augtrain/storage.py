@@ -65,3 +65,16 @@ def publish(local: Path, location: str) -> None:
         fs, path = filesystem(location)
         fs.create_dir(path, recursive=True)
         pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def is_folder(location: str, path: str) -> bool:
+    """Whether `path`, a path in the filesystem of `location` (as Ray reports checkpoints), is a folder."""
+    fs, _ = filesystem(location)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def fetch(location: str, path: str, local: Path) -> None:
+    """Copy the folder `path` of the filesystem of `location` (as Ray reports checkpoints) into `local`."""
+    fs, _ = filesystem(location)
+    local.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())

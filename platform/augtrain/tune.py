@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +19,7 @@ from augtrain.run import (  # noqa: E402
     check_shared, cluster_cpus_gpus, evaluate_run, new_run_location, open_run_dir, prepare_dataset,
 )
 from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
-from augtrain.storage import is_uri  # noqa: E402
+from augtrain.storage import fetch, is_folder, is_uri, join, publish, subfolders  # noqa: E402
 from augtrain.stream import Dataset, configure_data  # noqa: E402
 from augtrain.train import REPORTED, fit, ranking  # noqa: E402
 
@@ -55,15 +54,15 @@ def trial_job(base: Job, config: dict) -> Job:
     return parse_job(raw, "trial")
 
 
-def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials_dir: Path) -> None:
+def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials: str) -> None:
     """One trial: a Ray Train run whose per-epoch reports flow to Tune (for ASHA and the results).
 
     Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
     """
     configure_data(progress_bars=False)
     job = trial_job(base, config)
-    storage = trials_dir / tune.get_context().get_trial_id()
-    result = fit(job, data, plan, str(storage), callbacks=[TuneReportCallback()])
+    storage = join(trials, tune.get_context().get_trial_id())
+    result = fit(job, data, plan, storage, callbacks=[TuneReportCallback()])
     if result.error:
         raise result.error
 
@@ -90,12 +89,13 @@ def _scheduler(job: Job):
     )
 
 
-def latest_sweep(job: Job) -> Path:
-    """The newest run dir of this job that holds a Tune experiment, for --resume."""
-    runs = sorted((Path(job.run.storage_path) / job.run.name).glob(f"*/{EXPERIMENT}"))
+def latest_sweep(job: Job) -> str:
+    """The newest run of this job that holds a Tune experiment, for --resume."""
+    base = join(job.run.storage_path, job.run.name)
+    runs = [name for name in subfolders(base) if EXPERIMENT in subfolders(join(base, name))]
     if not runs:
-        raise SpecError(f"nothing to resume: no sweep under {Path(job.run.storage_path) / job.run.name}")
-    return runs[-1].parent.resolve()
+        raise SpecError(f"nothing to resume: no sweep under {base}")
+    return join(base, runs[-1])
 
 
 def tune_job(
@@ -108,22 +108,20 @@ def tune_job(
     """Run the sweep in `job.tune`; export the best trial like `augtrain run` does; return the run dir."""
     if job.tune is None:
         raise SpecError("this job has no tune section")
-    if is_uri(job.run.storage_path):
-        raise SpecError(f"run.storage_path: sweeps keep their runs in a folder (shared on a cluster), not at a URI "
-                        f"({job.run.storage_path}); `augtrain run` takes URIs")
     space = search_space(job)
     data = prepare_dataset(job, address, echo)
     concurrent, plan = shared_plan(job.scaling, job.tune.max_concurrent, *cluster_cpus_gpus())
     echo(f"tune: up to {concurrent} trial(s) at a time, each: {plan.describe()}")
-    run_dir = latest_sweep(job) if resume else open_run_dir(new_run_location(job))
-    check_shared(run_dir, data.path)
+    location = latest_sweep(job) if resume else new_run_location(job)
+    run_dir = open_run_dir(location)
+    check_shared(location, data.path)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials_dir=run_dir / "trials"),
+        tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials=join(location, "trials")),
         {"CPU": DRIVER_CPU},
     )
     if resume:
         tuner = tune.Tuner.restore(
-            str(run_dir / EXPERIMENT), trainable, resume_errored=not retry_errored, restart_errored=retry_errored
+            join(location, EXPERIMENT), trainable, resume_errored=not retry_errored, restart_errored=retry_errored
         )
     else:
         tuner = tune.Tuner(
@@ -137,34 +135,37 @@ def tune_job(
                 scheduler=_scheduler(job),
                 max_concurrent_trials=concurrent,
             ),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(run_dir), verbose=1),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=location, verbose=1),
         )
     results = tuner.fit()
-    return export_best(run_dir, job, data, plan, results, echo)
+    export_best(run_dir, location, job, data, plan, results, echo)
+    publish(run_dir, location)
+    if is_uri(location):
+        echo(f"run kept at {location}")
+    return run_dir
 
 
-def export_best(run_dir: Path, job: Job, data: Dataset, plan: Plan, results, echo) -> Path:
+def export_best(run_dir: Path, location: str, job: Job, data: Dataset, plan: Plan, results, echo) -> None:
     """trials.csv, plots, and the best trial (by the validation metric) scored on test as the run's model."""
-    rows, histories = trial_rows(job, results)
+    rows, histories = trial_rows(job, location, results)
     write_trials(run_dir / "trials.csv", rows)
     plot_sweep(run_dir, job, rows, histories)
     scored = [r for r in rows if r[job.tune.metric] is not None]
     if not scored:
-        raise RuntimeError(f"no trial reported {job.tune.metric}; see {run_dir / EXPERIMENT}")
+        raise RuntimeError(f"no trial reported {job.tune.metric}; see {join(location, EXPERIMENT)}")
     best = max(scored, key=ranking(job.tune.metric, job.tune.mode))
     best_job = trial_job(job, {path: best[path] for path in job.tune.space})
     checkpoint = run_dir / "train" / Path(best["checkpoint"]).name
-    shutil.copytree(best["checkpoint"], checkpoint, dirs_exist_ok=True)
+    fetch(location, best["checkpoint"], checkpoint)
     echo(f"best trial {best['trial']}: {job.tune.metric} {best[job.tune.metric]:.4f} with "
          + ", ".join(f"{p}={best[p]}" for p in job.tune.space))
     extra = {"best_trial": best["trial"], "best_epoch": best["best_epoch"], "best_checkpoint": str(checkpoint),
              "history": histories[best["trial"]],
              "tune": {"metric": job.tune.metric, "mode": job.tune.mode, "trials": len(rows)}}
     evaluate_run(run_dir, best_job, data, plan, str(checkpoint), extra)
-    return run_dir
 
 
-def trial_rows(job: Job, results) -> tuple[list[dict], dict[str, list[dict]]]:
+def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, list[dict]]]:
     """One row per trial: its values, best metric, epochs run, status, best checkpoint; plus its history."""
     rows, histories = [], {}
     metric = job.tune.metric
@@ -173,7 +174,7 @@ def trial_rows(job: Job, results) -> tuple[list[dict], dict[str, list[dict]]]:
         frame = result.metrics_dataframe
         records = frame.to_dict("records") if frame is not None and metric in frame else []
         # Ray keeps the best k checkpoints by the metric alone; rank among those still on disk
-        kept = [r for r in records if r.get(CHECKPOINT_PATH_KEY) and Path(r[CHECKPOINT_PATH_KEY]).is_dir()]
+        kept = [r for r in records if r.get(CHECKPOINT_PATH_KEY) and is_folder(location, r[CHECKPOINT_PATH_KEY])]
         best = max(kept, key=ranking(metric, job.tune.mode)) if kept else None
         history = [{key: record[key] for key in REPORTED} for record in records]
         histories[trial] = history
