@@ -51,15 +51,21 @@ def normalize(samples: np.ndarray, stats: dict) -> np.ndarray:
     return out
 
 
-def model_input(shipped: np.ndarray, stats: dict, kind: str) -> np.ndarray:
-    """A batch as the data workers ship it -> the model's input.
+# Images travel decoded (and augmented) in their stored dtype, (N, H, W, C), and are normalized by
+# whoever consumes them: uint8 is a quarter of float32's bytes through the object store, and a
+# 224x224 RGB stream spent more on moving floats than on augmenting. Sequences are normalized by
+# the data workers, before augmentation (noise and warp sizes are in units of the normalized signal).
+NORMALIZED_BY_CONSUMER = {"image"}
 
-    Images travel decoded (and augmented) in their stored dtype, (N, H, W, C), and are normalized by
-    whoever consumes them: uint8 is a quarter of float32's bytes through the object store, and a
-    224x224 RGB stream spent more on moving floats than on augmenting. Sequences arrive normalized
-    (they are normalized before augmentation).
-    """
-    return normalize(shipped, stats) if kind == "image" else shipped
+
+def to_ship(samples: np.ndarray, stats: dict, kind: str) -> np.ndarray:
+    """Decoded samples -> what the data workers augment and ship."""
+    return samples if kind in NORMALIZED_BY_CONSUMER else normalize(samples, stats)
+
+
+def model_input(shipped: np.ndarray, stats: dict, kind: str) -> np.ndarray:
+    """A batch as the data workers ship it -> the model's input."""
+    return normalize(shipped, stats) if kind in NORMALIZED_BY_CONSUMER else shipped
 
 
 class ToTensors(NumpyBatchCollateFn):
