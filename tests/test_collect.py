@@ -1,6 +1,7 @@
 import struct
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -88,7 +89,7 @@ def test_image_folder_quarantines_bad_files_and_collects_the_rest(tmp_path, digi
     Image.new("RGB", (8, 8), "red").save(root / "2" / "color.png")
 
     collected = collect(Data(source=str(root)), tmp_path / "out")
-    reasons = {r["id"]: r["reason"] for r in pq.read_table(collected.path / "quarantine.parquet").to_pylist()}
+    reasons = {r["id"]: r["reason"] for r in pq.read_table(Path(collected.path) / "quarantine.parquet").to_pylist()}
     assert reasons["0/empty.png"] == "empty file (0 bytes)"
     assert reasons["1/garbage.png"].startswith("not a readable image")
     assert reasons["2/truncated.png"].startswith("truncated or corrupt")
@@ -117,7 +118,7 @@ def test_npz_source(tmp_path, digits):
     np.savez(tmp_path / "d.npz", x=x, y=digits.target)
     collected = collect(Data(source=str(tmp_path / "d.npz")), tmp_path / "out")
     assert collected.manifest["dtype"] == "float32" and collected.manifest["shape"] == [8, 8, 1]
-    quarantine = pq.read_table(collected.path / "quarantine.parquet").to_pylist()
+    quarantine = pq.read_table(Path(collected.path) / "quarantine.parquet").to_pylist()
     assert quarantine == [{"id": "d.npz[5]", "reason": "non-finite values (NaN or inf)"}]
 
 
@@ -129,7 +130,7 @@ def test_csv_feature_columns_and_image_paths(tmp_path, digits):
     (tmp_path / "digits.csv").write_text(header + "\n".join(lines) + "\n")
     data = Data(source=str(tmp_path / "digits.csv"), image_shape=(8, 8, 1))
     collected = collect(data, tmp_path / "features")
-    quarantine = pq.read_table(collected.path / "quarantine.parquet").to_pylist()
+    quarantine = pq.read_table(Path(collected.path) / "quarantine.parquet").to_pylist()
     assert quarantine == [{"id": "digits.csv:5", "reason": "line 5: missing or non-numeric value in column p7"}]
     assert collected.manifest["shape"] == [8, 8, 1]
     import pyarrow.csv as pacsv

@@ -1,4 +1,5 @@
-"""Runs kept at a URI (pyarrow's filesystems): checkpoints written there by Ray Train, the run published beside them.
+"""Runs and datasets kept at a URI (pyarrow's filesystems): datasets collected there and streamed from there,
+checkpoints written there by Ray Train, the rest of a run published beside them.
 
 A file:// URI goes through the same pyarrow code as s3:// or gs:// (no object store is reachable here).
 Sweeps at a URI: tests/test_tune.py."""
@@ -10,17 +11,39 @@ import pytest
 from typer.testing import CliRunner
 
 from augtrain.cli import app
+from augtrain.collect import collect, read_manifest, split_files
+from augtrain.normalize import SERIES
 from augtrain.run import open_run_dir, run_location
-from augtrain.spec import SpecError, dump_job, load_job
+from augtrain.spec import Data, SpecError, dump_job, load_job
 from augtrain.storage import publish
+from augtrain.stream import read_split
 from conftest import JOBS_DIR
 
 JOB = JOBS_DIR / "digits_cnn.yaml"
 
 
+def test_a_dataset_is_collected_straight_to_a_uri_and_read_back_from_there(tmp_path):
+    uri = f"file://{tmp_path}/bucket/digits"
+    first = collect(Data(source="sklearn-digits", path=uri))
+    assert first.path == uri and not first.skipped
+    folder = tmp_path / "bucket" / "digits"
+    assert json.loads((folder / "manifest.json").read_text()) == first.manifest == read_manifest(uri)
+    files = split_files(uri, "train")
+    assert files == [f"{uri}/{p.name}" for p in sorted(folder.glob("part-train-*.parquet"))] and files
+    x, y = read_split(uri, first.manifest, SERIES, "test")
+    assert len(x) == len(y) == sum(first.manifest["counts"]["test"].values())
+    assert collect(Data(source="sklearn-digits", path=uri)).skipped  # the same content: kept as it is
+
+    # a new version replaces it; the earlier one is kept beside it, as with a folder
+    second = collect(Data(source="sklearn-digits", path=uri, seed=1))
+    assert second.manifest["hash"] != first.manifest["hash"] and read_manifest(uri) == second.manifest
+    assert read_manifest(f"{uri}@{first.manifest['hash'][:12]}") == first.manifest
+
+
 def test_a_run_at_a_uri_keeps_its_checkpoints_there_and_publishes_its_files(ray_session, tmp_path):
+    # the dataset too: collected to the URI, streamed by Ray Data from there
     uri = f"file://{tmp_path}/bucket/runs"
-    args = [f"run.storage_path={uri}", f"data.path={tmp_path / 'data'}", "train.epochs=2"]
+    args = [f"run.storage_path={uri}", f"data.path=file://{tmp_path}/bucket/data", "train.epochs=2"]
     result = CliRunner().invoke(app, ["run", str(JOB), *args])
     assert result.exit_code == 0, result.output
     local = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
@@ -34,6 +57,7 @@ def test_a_run_at_a_uri_keeps_its_checkpoints_there_and_publishes_its_files(ray_
         assert (kept / name).read_bytes() == (local / name).read_bytes(), name
     assert [h["epoch"] for h in json.loads((kept / "metrics.json").read_text())["history"]] == [0, 1]
     assert list((kept / "tensorboard").glob("events.out.tfevents.*"))  # rank 0 copied its events there
+    assert (tmp_path / "bucket" / "data" / "stats.json").is_file()  # the channel stats cached beside the data
 
     # the bundle at the storage re-evaluates to the run's own test scores
     again = CliRunner().invoke(app, ["evaluate", str(kept / "model")])

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +30,7 @@ def test_channel_stats_equal_numpy_and_are_cached(ray_session, dataset):
     pixels = to_unit(decode_samples(train, dataset.manifest)).astype(np.float64)
     np.testing.assert_allclose(stats["mean"], pixels.mean(axis=(0, 1, 2)), rtol=1e-9)
     np.testing.assert_allclose(stats["std"], pixels.std(axis=(0, 1, 2)), rtol=1e-9)
-    assert (dataset.path / "stats.json").is_file()
+    assert (Path(dataset.path) / "stats.json").is_file()
     assert channel_stats(dataset.path, dataset.manifest) == stats
 
 

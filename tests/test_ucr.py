@@ -1,6 +1,7 @@
 """UCR/UEA archive files: .ts and .tsv parsing, collection of sequences, and bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -126,7 +127,7 @@ def test_npz_sequences_ragged_and_padded(tmp_path):
     collected = collect(Data(source=str(tmp_path / "d.npz"), kind="sequence"), tmp_path / "d")
     assert collected.manifest["shape"] == [7, 2] and collected.manifest["channels"] == 2
     assert collected.manifest["lengths"] == {"min": 4, "max": 7}
-    quarantine = pq.read_table(collected.path / "quarantine.parquet").to_pylist()
+    quarantine = pq.read_table(Path(collected.path) / "quarantine.parquet").to_pylist()
     assert quarantine == [{"id": "d.npz[3]", "reason": "infinite value"},
                           {"id": "d.npz[4]", "reason": "a channel with no values"}]
 

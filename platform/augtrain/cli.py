@@ -18,7 +18,7 @@ from augtrain.bundle import BundleError
 from augtrain.plan import PlanError
 from augtrain.sources import SourceError
 from augtrain.spec import Data, SpecError, dump_job, load_job
-from augtrain.storage import is_uri
+from augtrain.storage import is_uri, join, open_input
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
@@ -44,7 +44,7 @@ def _summary(collected) -> None:
         f"quarantined {manifest['quarantined']}, hash {manifest['hash'][:12]}"
     )
     if manifest["quarantined"]:
-        reasons = pq.read_table(collected.path / "quarantine.parquet").column("reason").to_pylist()
+        reasons = pq.read_table(open_input(join(collected.path, "quarantine.parquet"))).column("reason").to_pylist()
         for reason, n in Counter(r.split(":")[0] for r in reasons).most_common():
             console.print(f"  quarantined {n}: {reason}")
 
@@ -52,7 +52,7 @@ def _summary(collected) -> None:
 @app.command()
 def collect(
     source: Annotated[str, typer.Argument(help="sklearn-digits, ucr:NAME, an image folder, .npz, .csv/.parquet, or a job .yaml")],
-    out: Annotated[Optional[Path], typer.Option(help="dataset dir (default: the job's data.path or data/<name>)")] = None,
+    out: Annotated[Optional[str], typer.Option(help="dataset dir or URI (default: the job's data.path or data/<name>)")] = None,
     seed: int = 0,
     test_size: float = 0.2,
     val_size: float = 0.1,
@@ -127,7 +127,7 @@ def _report(run_dir: Path) -> None:
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
-    data: Annotated[Optional[Path], typer.Option(help="another collected dataset (default: the run's own)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="another collected dataset, dir or URI (default: the run's own)")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
 ) -> None:
     """Re-evaluate a finished run's model on a test split; writes RUN/evaluations/<dataset hash>.json."""
@@ -167,7 +167,7 @@ def export(
     run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
     format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="default: RUN/export/model.onnx or model.torchscript.pt")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="collected dataset to check on (default: the run's own)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="collected dataset to check on, dir or URI (default: the run's own)")] = None,
 ) -> None:
     """Export the model; written only if it reproduces the PyTorch logits on the whole test split."""
     from augtrain.bundle import load_bundle

@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 
 from augtrain.sources import Loaded, SourceError, load_source
 from augtrain.spec import Data
+from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, subfolders
+from augtrain.storage import staging as staging_of
 
 SPLITS = ("train", "val", "test")
 ROWS_PER_SHARD = 4096
@@ -29,35 +31,39 @@ FORMAT = 2  # 2: manifest has kind (image | sequence)
 
 @dataclass(frozen=True)
 class Collected:
-    path: Path
+    path: str  # an absolute folder or a URI (see augtrain.storage)
     manifest: dict
     skipped: bool
 
 
-def default_path(data: Data) -> Path:
-    """Where a job's dataset lives when `data.path` is not set: data/<source name>."""
-    if data.path:
-        return Path(data.path)
-    return Path("data") / re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-")
+def default_path(data: Data) -> str:
+    """Where a job's dataset lives (absolute, or a URI): `data.path`, or else data/<source name>."""
+    return join(data.path or str(Path("data") / re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-")))
 
 
-def read_manifest(path: str | Path) -> dict:
-    """The manifest of a collected dataset, or SourceError if `path` is not one."""
-    file = Path(path) / "manifest.json"
-    if not file.is_file():
-        raise SourceError(f"{path}: not a collected dataset (no manifest.json); run `augtrain collect` first")
-    return json.loads(file.read_text())
+def read_manifest(location: str | Path) -> dict:
+    """The manifest of a collected dataset, or SourceError if `location` is not one."""
+    text = read_text(join(str(location), "manifest.json"))
+    if text is None:
+        raise SourceError(f"{location}: not a collected dataset (no manifest.json); run `augtrain collect` first")
+    return json.loads(text)
 
 
-def split_files(path: str | Path, split: str) -> list[str]:
-    """The Parquet shards of one split, absolute paths in order."""
-    return sorted(str(p.resolve()) for p in Path(path).glob(f"part-{split}-*.parquet"))
+def split_files(location: str | Path, split: str) -> list[str]:
+    """The Parquet shards of one split in order: absolute paths, or URIs."""
+    names = file_names(str(location))
+    return [join(str(location), name) for name in names if name.startswith(f"part-{split}-") and name.endswith(".parquet")]
+
+
+def read_columns(files: list[str], columns: list[str]) -> pa.Table:
+    """Columns of Parquet shards (paths or URIs), their rows in order."""
+    return pa.concat_tables(pq.read_table(open_input(file), columns=columns) for file in files)
 
 
 def collect(data: Data, out: str | Path | None = None) -> Collected:
     """Collect `data.source` into `out` (default: the job's dataset dir); skip if already collected."""
-    out = Path(out) if out else default_path(data)
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    out = join(str(out)) if out else default_path(data)
+    if (file_names(out) or subfolders(out)) and read_text(join(out, "manifest.json")) is None:
         raise SourceError(f"{out}: exists and is not a collected dataset; choose another output folder")
     loaded = load_source(data)
     if not loaded.samples:
@@ -67,7 +73,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
     splits = _assign_splits(loaded, data)
     digest = _content_hash(loaded, splits, classes)
-    if (out / "manifest.json").is_file():
+    if read_text(join(out, "manifest.json")) is not None:
         previous = read_manifest(out)
         if previous.get("hash") == digest:
             return Collected(out, previous, skipped=True)
@@ -120,9 +126,11 @@ def _content_hash(loaded: Loaded, splits: np.ndarray, classes: list[str]) -> str
     return digest.hexdigest()
 
 
-def _write(out: Path, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data) -> dict:
-    """Write into a staging dir, then swap it in; a different earlier version is kept beside it."""
-    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+def _write(out: str, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data) -> dict:
+    """Write into a local staging dir, then swap it in (a URI: copy it there, the manifest last); a different
+    earlier version is kept beside it, as <out>@<hash>."""
+    local = staging_of(out)
+    staging = local.with_name(f".{local.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     index = {name: i for i, name in enumerate(classes)}
@@ -163,11 +171,15 @@ def _write(out: Path, loaded: Loaded, splits: np.ndarray, classes: list[str], di
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    if (out / "manifest.json").is_file():
-        out.rename(out.with_name(f"{out.name}@{read_manifest(out)['hash'][:12]}"))
-    elif out.exists():
-        out.rmdir()
-    staging.rename(out)
+    if read_text(join(out, "manifest.json")) is not None:
+        move(out, f"{out.rstrip('/')}@{read_manifest(out)['hash'][:12]}")
+    elif not is_uri(out) and local.exists():
+        local.rmdir()
+    if is_uri(out):
+        publish(staging, out, last="manifest.json")
+        shutil.rmtree(staging)
+    else:
+        staging.rename(local)
     return manifest
 
 

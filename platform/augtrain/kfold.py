@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pyarrow.parquet as pq
 import ray
 from sklearn.model_selection import StratifiedKFold
 
-from augtrain.collect import split_files
+from augtrain.collect import read_columns, split_files
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan
 from augtrain.run import cluster_cpus_gpus, evaluate_run, selected, test_scores
 from augtrain.spec import Job, SpecError
@@ -24,7 +23,7 @@ SCORES = ("val_accuracy", "val_loss", "test_accuracy", "test_macro_f1")  # repor
 def assign_folds(data: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train ids, validation ids) of each fold: stratified over the train+val samples, seeded."""
     files = [f for split in POOL for f in split_files(data.path, split)]
-    table = pq.ParquetDataset(files).read(columns=["id", "y"])
+    table = read_columns(files, ["id", "y"])
     ids, labels = table.column("id").to_numpy(zero_copy_only=False), table.column("y").to_numpy()
     counts = np.bincount(labels, minlength=len(data.manifest["classes"]))
     if counts.min() < k:

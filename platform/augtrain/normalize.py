@@ -11,6 +11,7 @@ import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from augtrain.collect import decode_samples, split_files
+from augtrain.storage import join, read_text, write_text
 
 SERIES = {"mode": "series"}  # stats of a job that z-normalizes each sequence by itself
 
@@ -90,11 +91,10 @@ def _partial_sums(batch: dict, manifest: dict) -> dict:
 
 def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
     """Mean and std per channel of the train split, computed once per dataset and cached beside it."""
-    cache = Path(dataset_dir) / "stats.json"
-    if cache.is_file():
-        stats = json.loads(cache.read_text())
-        if stats.get("hash") == manifest["hash"]:
-            return stats
+    cache = join(str(dataset_dir), "stats.json")
+    cached = read_text(cache)
+    if cached is not None and json.loads(cached).get("hash") == manifest["hash"]:
+        return json.loads(cached)
     parts = (
         ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])
         .map_batches(_partial_sums, fn_kwargs={"manifest": manifest}, batch_format="numpy")
@@ -105,5 +105,5 @@ def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
     var = sum(p["sumsq"] for p in parts) / n - mean**2
     std = np.sqrt(np.maximum(var, 0.0))
     stats = {"hash": manifest["hash"], "mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist()}
-    cache.write_text(json.dumps(stats))
+    write_text(cache, json.dumps(stats))
     return stats

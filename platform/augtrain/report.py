@@ -26,6 +26,7 @@ from augtrain.evaluate import plot_confusion  # noqa: E402
 from augtrain.normalize import normalize  # noqa: E402
 from augtrain.sources import SourceError  # noqa: E402
 from augtrain.spec import flatten  # noqa: E402
+from augtrain.storage import open_input  # noqa: E402
 
 SAMPLES_PER_CLASS = 4
 NUMERIC = re.compile(r"-?\d+(\.\d*)?([eE][-+]?\d+)?")
@@ -156,7 +157,7 @@ def first_samples(dataset: str, manifest: dict) -> tuple[np.ndarray, np.ndarray]
     """Up to SAMPLES_PER_CLASS train samples of each of the first CLASSES_SHOWN classes, ordered by class."""
     wanted = {y: SAMPLES_PER_CLASS for y in range(min(len(manifest["classes"]), CLASSES_SHOWN))}
     picked = []
-    shards = (pq.ParquetFile(shard) for shard in split_files(dataset, "train"))
+    shards = (pq.ParquetFile(open_input(shard)) for shard in split_files(dataset, "train"))
     for batch in (batch for shard in shards for batch in shard.iter_batches(256, columns=["x", "y"])):
         for x, y in zip(batch.column("x").to_pylist(), batch.column("y").to_pylist()):
             if wanted.get(y):

@@ -79,7 +79,7 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
         raise SpecError(f"model.name: {job.model.name!r} takes {takes}s but {collected.path} holds {manifest['kind']}s")
     start_ray(address)
     stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
-    return Dataset(collected.path.resolve(), manifest, stats)
+    return Dataset(collected.path, manifest, stats)
 
 
 def new_run_location(job: Job) -> str:
@@ -194,15 +194,15 @@ def run_dir_of(path: Path) -> Path:
     return path if (path / "model").is_dir() else path.parent
 
 
-def run_dataset(path: Path) -> Path:
+def run_dataset(path: Path) -> str:
     """The collected dataset a run (or its bundle) was trained and tested on."""
     metrics = run_dir_of(path) / "metrics.json"
     if not metrics.is_file():
         raise SourceError(f"{path}: no run dir around this bundle to find its dataset; pass --data")
-    return Path(json.loads(metrics.read_text())["dataset"]["path"])
+    return json.loads(metrics.read_text())["dataset"]["path"]
 
 
-def reevaluate(run: Path, dataset_dir: Path | None = None, address: str | None = None) -> tuple[Path, dict]:
+def reevaluate(run: Path, dataset_dir: str | None = None, address: str | None = None) -> tuple[Path, dict]:
     """Score a run's bundle on the test split of its own dataset or of another collected one."""
     bundle = load_bundle(run)
     run = run_dir_of(run)

@@ -22,9 +22,19 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def known_scheme(location: str | None) -> str | None:
+    """A folder, or a URI of a scheme that pyarrow's filesystems open (see augtrain.storage)."""
+    scheme = location.split("://", 1)[0] if location and is_uri(location) else None
+    if scheme and scheme not in URI_SCHEMES:
+        raise ValueError(f"{location}: pyarrow opens {', '.join(s + '://' for s in URI_SCHEMES)} URIs, not {scheme}://")
+    return location
+
+
 class Data(Section):
     source: str = Field(description="sklearn-digits, ucr:NAME, an image folder, an .npz, or a .csv/.parquet table")
-    path: str | None = Field(None, description="collected dataset dir; default data/<source name>")
+    path: str | None = Field(
+        None, description="collected dataset dir or URI (s3://, gs://, ...: see run.storage_path); default data/<source name>"
+    )
     kind: Literal["image", "sequence"] | None = Field(None, description=".npz only: sequence reads x as (N, T[, C])")
     archive: str | None = Field(None, description="UCR/UEA archive folder for ucr:NAME; default aeon's copy")
     normalize: Literal["channel", "series"] = Field(
@@ -40,6 +50,8 @@ class Data(Section):
     test_size: float = Field(0.2, gt=0, lt=1)
     val_size: float = Field(0.1, gt=0, lt=1)
     seed: int = 0
+
+    _path = field_validator("path")(known_scheme)
 
 
 class Transform(BaseModel):
@@ -130,13 +142,7 @@ class Run(Section):
     max_failures: int = Field(0, ge=-1, description="restarts from the last checkpoint after a lost worker or node")
     mlflow: bool = Field(False, description="also log the run to MLflow (MLFLOW_TRACKING_URI, default <storage_path>/mlruns)")
 
-    @field_validator("storage_path")
-    @classmethod
-    def _known_scheme(cls, location: str) -> str:
-        scheme = location.split("://", 1)[0] if is_uri(location) else None
-        if scheme and scheme not in URI_SCHEMES:
-            raise ValueError(f"{location}: pyarrow opens {', '.join(s + '://' for s in URI_SCHEMES)} URIs, not {scheme}://")
-        return location
+    _storage_path = field_validator("storage_path")(known_scheme)
 
 
 DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}

@@ -1,8 +1,10 @@
-"""Where runs are kept: a folder, or a URI that pyarrow's filesystems open (s3://, gs://, abfs://, hdfs://, file://).
+"""Where runs and datasets are kept: a folder, or a URI that pyarrow's filesystems open (s3://, gs://,
+abfs://, hdfs://, file://).
 
-Ray Train writes checkpoints straight to the storage from whichever node a worker runs on. The driver's
-own files of a run (spec, metrics, bundle, report) are written to a local staging folder and copied
-into the run's folder on the storage (`publish`); on a plain folder the two are the same.
+Ray Train writes checkpoints straight to the storage from whichever node a worker runs on, and Ray
+Data reads datasets from it. The driver's own files of a run (spec, metrics, bundle, report), and a
+dataset being collected, are written to a local staging folder and copied to the storage
+(`publish`); on a plain folder the two are the same.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -42,6 +45,19 @@ def subfolders(location: str) -> list[str]:
     return sorted(info.base_name for info in found if info.type == pafs.FileType.Directory)
 
 
+def file_names(location: str) -> list[str]:
+    """The names of the files in `location`, sorted; none if it does not exist."""
+    fs, path = filesystem(location)
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(info.base_name for info in found if info.type == pafs.FileType.File)
+
+
+def open_input(location: str) -> pa.NativeFile:
+    """The file at `location` opened for reading (random access: Parquet)."""
+    fs, path = filesystem(location)
+    return fs.open_input_file(path)
+
+
 def read_text(location: str) -> str | None:
     """The text of the file at `location`, or None if there is none."""
     fs, path = filesystem(location)
@@ -49,6 +65,12 @@ def read_text(location: str) -> str | None:
         return None
     with fs.open_input_stream(path) as stream:
         return stream.read().decode()
+
+
+def write_text(location: str, text: str) -> None:
+    fs, path = filesystem(location)
+    with fs.open_output_stream(path) as stream:
+        stream.write(text.encode())
 
 
 def staging(location: str) -> Path:
@@ -59,12 +81,29 @@ def staging(location: str) -> Path:
     return Path(tempfile.gettempdir(), "augtrain-staging", digest, location.rstrip("/").rsplit("/", 1)[-1])
 
 
-def publish(local: Path, location: str) -> None:
-    """Copy the files of `local` into `location` (nothing to do when they are the same folder)."""
-    if is_uri(location):
-        fs, path = filesystem(location)
-        fs.create_dir(path, recursive=True)
+def publish(local: Path, location: str, last: str | None = None) -> None:
+    """Copy the files of `local` into `location` (nothing to do when they are the same folder); the file
+    named `last` goes after all others (a manifest: whoever sees it sees a complete folder)."""
+    if not is_uri(location):
+        return
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)
+    if last is None:
         pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        return
+    for file in sorted(local.iterdir(), key=lambda file: file.name == last):
+        pafs.copy_files(str(file), f"{path}/{file.name}", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def move(location: str, destination: str) -> None:
+    """Move a folder to another place on the same storage."""
+    fs, path = filesystem(location)
+    _, target = filesystem(destination)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(path, target)
+        return
+    pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=fs)
+    fs.delete_dir(path)
 
 
 def is_folder(location: str, path: str) -> bool:

@@ -11,11 +11,10 @@ from typing import Any
 
 import albumentations as A
 import numpy as np
-import pyarrow.parquet as pq
 import ray
 
 from augtrain.augment import augment_images, build_pipeline
-from augtrain.collect import decode_samples, split_files
+from augtrain.collect import decode_samples, read_columns, split_files
 from augtrain.normalize import ToTensors, model_input, to_ship
 from augtrain.plan import Plan
 from augtrain.sequence_augment import SequencePipeline
@@ -69,7 +68,7 @@ def read_split(
     dataset_dir: str | Path, manifest: dict, stats: dict, split: str, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A split (or its first `limit` samples) decoded and normalized in this process, without Ray."""
-    table = pq.ParquetDataset(split_files(dataset_dir, split)).read(columns=["x", "y"]).slice(0, limit)
+    table = read_columns(split_files(dataset_dir, split), ["x", "y"]).slice(0, limit)
     batch = prepare({"x": table.column("x").to_pylist(), "y": table.column("y").to_numpy()}, manifest, stats)
     return model_input(batch["x"], stats, manifest["kind"]), batch["y"]
 
@@ -113,7 +112,7 @@ def split_dataset(
 class Dataset:
     """A collected dataset with its train-split normalization stats, ready to stream."""
 
-    path: Path
+    path: str  # an absolute folder or a URI
     manifest: dict
     stats: dict
 

@@ -14,6 +14,7 @@ from typing import Callable
 
 import augtrain
 from augtrain.spec import Job
+from augtrain.storage import is_uri
 
 # Never uploaded: version control, environments, caches, collected data and run dirs.
 EXCLUDES = [
@@ -79,7 +80,7 @@ def package(job_file: Path, overrides: list[str], job: Job, workdir: Path) -> tu
     local = [job.data.path, job.run.storage_path]
     if source.is_relative_to(workdir):
         local.append(str(source.relative_to(workdir)))
-    excludes = EXCLUDES + [f"/{path.strip('/')}" for path in local if path and not Path(path).is_absolute()]
+    excludes = EXCLUDES + [f"/{path.strip('/')}" for path in local if path and not (Path(path).is_absolute() or is_uri(path))]
     for root in (workdir, source):
         check_size(root, excludes)
     entrypoint = shlex.join(["python", "-m", "augtrain.cli", "run", str(relative_job), *overrides])
