@@ -51,7 +51,7 @@ def photo_crops(n: int, size: int = 224) -> np.ndarray:
     return np.stack(crops)
 
 
-def collected(images: np.ndarray, folder: Path) -> tuple[Path, dict]:
+def collected(images: np.ndarray, folder: Path) -> tuple[str, dict]:
     labels = np.arange(len(images)) % 10
     np.savez(folder / "images.npz", x=images, y=labels)
     # nearly everything in train: the stage under test reads the train split
@@ -69,7 +69,7 @@ def median_rate(run_pass) -> float:
     return statistics.median(rates)
 
 
-def plain_loop(dataset: Path, manifest: dict, stats: dict) -> int:
+def plain_loop(dataset: str, manifest: dict, stats: dict) -> int:
     pipeline, n = build_pipeline(TRANSFORMS), 0
     for file in split_files(dataset, "train"):
         for batch in pq.ParquetFile(file).iter_batches(BATCH, columns=["x"]):
@@ -77,7 +77,7 @@ def plain_loop(dataset: Path, manifest: dict, stats: dict) -> int:
     return n
 
 
-def augtrain_stage(dataset: Path, manifest: dict, stats: dict, plan) -> int:
+def augtrain_stage(dataset: str, manifest: dict, stats: dict, plan) -> int:
     """Ray Data workers decode and augment; the consumer normalizes each batch, as a trainer's collate does."""
     ds = split_dataset(dataset, manifest, stats, "train", plan, TRANSFORMS)
     batches = ds.iter_batches(batch_size=BATCH, batch_format="numpy")

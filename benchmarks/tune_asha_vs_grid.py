@@ -24,7 +24,7 @@ from common import record
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "digits_cnn_tune.yaml"
 
 
-def svc_test_accuracy(dataset_dir: Path) -> float:
+def svc_test_accuracy(dataset_dir: str) -> float:
     """SVC tuned on C x gamma by 5-fold CV over train+val, scored on the collected test split."""
     import pyarrow.parquet as pq
 
