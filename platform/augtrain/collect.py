@@ -18,8 +18,7 @@ import pyarrow.parquet as pq
 
 from augtrain.sources import Loaded, SourceError, load_source
 from augtrain.spec import Data
-from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, subfolders
-from augtrain.storage import staging as staging_of
+from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, staging, subfolders
 
 SPLITS = ("train", "val", "test")
 ROWS_PER_SHARD = 4096
@@ -63,7 +62,8 @@ def read_columns(files: list[str], columns: list[str]) -> pa.Table:
 def collect(data: Data, out: str | Path | None = None) -> Collected:
     """Collect `data.source` into `out` (default: the job's dataset dir); skip if already collected."""
     out = join(str(out)) if out else default_path(data)
-    if (file_names(out) or subfolders(out)) and read_text(join(out, "manifest.json")) is None:
+    existing = read_text(join(out, "manifest.json"))
+    if existing is None and (file_names(out) or subfolders(out)):
         raise SourceError(f"{out}: exists and is not a collected dataset; choose another output folder")
     loaded = load_source(data)
     if not loaded.samples:
@@ -73,11 +73,10 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
     splits = _assign_splits(loaded, data)
     digest = _content_hash(loaded, splits, classes)
-    if read_text(join(out, "manifest.json")) is not None:
-        previous = read_manifest(out)
-        if previous.get("hash") == digest:
-            return Collected(out, previous, skipped=True)
-    manifest = _write(out, loaded, splits, classes, digest, data)
+    previous = json.loads(existing) if existing is not None else None
+    if previous and previous.get("hash") == digest:
+        return Collected(out, previous, skipped=True)
+    manifest = _write(out, loaded, splits, classes, digest, data, previous)
     return Collected(out, manifest, skipped=False)
 
 
@@ -126,13 +125,15 @@ def _content_hash(loaded: Loaded, splits: np.ndarray, classes: list[str]) -> str
     return digest.hexdigest()
 
 
-def _write(out: str, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data) -> dict:
-    """Write into a local staging dir, then swap it in (a URI: copy it there, the manifest last); a different
-    earlier version is kept beside it, as <out>@<hash>."""
-    local = staging_of(out)
-    staging = local.with_name(f".{local.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+def _write(
+    out: str, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data, previous: dict | None
+) -> dict:
+    """Write into a local staging dir, then swap it in (a URI: copy it there, the manifest last); the
+    `previous` version (its manifest) is kept beside it, as <out>@<hash>."""
+    local = staging(out)
+    fresh = local.with_name(f".{local.name}.staging-{os.getpid()}")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
     index = {name: i for i, name in enumerate(classes)}
     counts = {}
     per_shard = max(1, min(ROWS_PER_SHARD, BYTES_PER_SHARD // max(sample.nbytes for sample in loaded.samples)))
@@ -148,12 +149,12 @@ def _write(out: str, loaded: Loaded, splits: np.ndarray, classes: list[str], dig
                     "y": pa.array([index[loaded.labels[i]] for i in chunk], pa.int64()),
                 }
             )
-            pq.write_table(table, staging / f"part-{split}-{shard:05d}.parquet")
+            pq.write_table(table, fresh / f"part-{split}-{shard:05d}.parquet")
     quarantine = pa.table(
         {"id": [r[0] for r in loaded.rejects], "reason": [r[1] for r in loaded.rejects]},
         schema=pa.schema([("id", pa.string()), ("reason", pa.string())]),
     )
-    pq.write_table(quarantine, staging / "quarantine.parquet")
+    pq.write_table(quarantine, fresh / "quarantine.parquet")
     sample = loaded.samples[0]
     manifest = {
         "format": FORMAT,
@@ -170,16 +171,16 @@ def _write(out: str, loaded: Loaded, splits: np.ndarray, classes: list[str], dig
         "quarantined": len(loaded.rejects),
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    if read_text(join(out, "manifest.json")) is not None:
-        move(out, f"{out.rstrip('/')}@{read_manifest(out)['hash'][:12]}")
+    (fresh / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if previous:
+        move(out, f"{out.rstrip('/')}@{previous['hash'][:12]}")
     elif not is_uri(out) and local.exists():
         local.rmdir()
     if is_uri(out):
-        publish(staging, out, last="manifest.json")
-        shutil.rmtree(staging)
+        publish(fresh, out, last="manifest.json")
+        shutil.rmtree(fresh)
     else:
-        staging.rename(local)
+        fresh.rename(local)
     return manifest
 
 

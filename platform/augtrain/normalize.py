@@ -92,9 +92,9 @@ def _partial_sums(batch: dict, manifest: dict) -> dict:
 def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
     """Mean and std per channel of the train split, computed once per dataset and cached beside it."""
     cache = join(str(dataset_dir), "stats.json")
-    cached = read_text(cache)
-    if cached is not None and json.loads(cached).get("hash") == manifest["hash"]:
-        return json.loads(cached)
+    cached = json.loads(read_text(cache) or "{}")
+    if cached.get("hash") == manifest["hash"]:
+        return cached
     parts = (
         ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])
         .map_batches(_partial_sums, fn_kwargs={"manifest": manifest}, batch_format="numpy")

@@ -38,18 +38,19 @@ def join(location: str, *parts: str) -> str:
     return str(Path(location, *parts).resolve())
 
 
-def subfolders(location: str) -> list[str]:
-    """The names of the folders in `location`, sorted; none if it does not exist."""
+def _names(location: str, kind: pafs.FileType) -> list[str]:
+    """The names of the entries of `kind` in `location`, sorted; none if it does not exist."""
     fs, path = filesystem(location)
     found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(info.base_name for info in found if info.type == pafs.FileType.Directory)
+    return sorted(info.base_name for info in found if info.type == kind)
+
+
+def subfolders(location: str) -> list[str]:
+    return _names(location, pafs.FileType.Directory)
 
 
 def file_names(location: str) -> list[str]:
-    """The names of the files in `location`, sorted; none if it does not exist."""
-    fs, path = filesystem(location)
-    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(info.base_name for info in found if info.type == pafs.FileType.File)
+    return _names(location, pafs.FileType.File)
 
 
 def open_input(location: str) -> pa.NativeFile:
@@ -74,7 +75,7 @@ def write_text(location: str, text: str) -> None:
 
 
 def staging(location: str) -> Path:
-    """The local folder where the driver writes a run kept at `location` (the folder itself if local)."""
+    """The local folder where a run or dataset kept at `location` is written (the folder itself if local)."""
     if not is_uri(location):
         return Path(location)
     digest = hashlib.sha1(location.encode()).hexdigest()[:12]

@@ -148,8 +148,10 @@ def train_loop(config: dict) -> None:
 
     # rank 0 logs every epoch for TensorBoard beside the checkpoints (on a URI storage: into a local folder
     # copied there after every epoch); a resumed run appends a new event file beside the old
-    board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
-    board = SummaryWriter(board_dir) if context.get_world_rank() == 0 else None
+    board_dir = None
+    if context.get_world_rank() == 0:
+        board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
+    board = SummaryWriter(board_dir) if board_dir else None
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     batches = {"batch_size": config["batch_size"], "collate_fn": config["collate"], "device": device}
