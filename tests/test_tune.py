@@ -94,7 +94,7 @@ def test_every_tune_job_sweeps_in_smoke_form_and_exports_the_best_trial(ray_sess
 def test_killed_sweep_resumes_without_retraining_finished_trials(ray_session, tmp_path):
     overrides = [
         f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2",
-        "tune.space={train.lr: {grid: [0.001, 0.002, 0.003]}, train.batch_size: {grid: [64]}}",
+        "tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}",
         "tune.scheduler.name=none",
     ]
     address = ray_session.get_runtime_context().gcs_address
@@ -120,7 +120,7 @@ def test_killed_sweep_resumes_without_retraining_finished_trials(ray_session, tm
     job = load_job(TUNE_JOB, overrides)
     assert tune_job(job, resume=True) == run_dir
     trials = read_trials(run_dir)
-    assert len(trials) == 3 and {t["status"] for t in trials} == {"finished"}
+    assert len(trials) == 2 and {t["status"] for t in trials} == {"finished"}
     for path, mtime in done_checkpoints.items():  # nothing that existed was trained again
         assert path.stat().st_mtime == mtime
     for path, text in done_results.items():  # finished trials keep their results as they were
