@@ -1,5 +1,6 @@
 """One local Ray for the whole session; small real data the tests generate."""
 
+import json
 import os
 from pathlib import Path
 
@@ -27,23 +28,58 @@ def digits():
     return load_digits()
 
 
-def tiny_run(root, job_file: str, *overrides: str):
-    """A real run of a shipped job in small form (3 epochs), stored under `root`; its run dir."""
-    from augtrain.run import run_job
+def smoke(tmp_path, *extra):
+    return [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2", *extra]
+
+
+def smoke_run(tmp_path, job, command="run", *extra):
+    """Run a job in smoke form through the CLI; check its run dir, bundle and re-evaluation."""
+    from typer.testing import CliRunner
+
+    from augtrain.cli import app
     from augtrain.spec import load_job
 
-    job = JOBS_DIR / job_file
-    paths = [f"run.storage_path={root / 'runs'}", f"data.path={root / 'data'}", "train.epochs=3"]
-    return run_job(load_job(job, [*paths, *overrides]), echo=lambda line: None)
+    result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
+    assert result.exit_code == 0, result.output
+    run_dir = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert 0 <= test["accuracy"] <= 1 and len(test["confusion_matrix"]) == len(test["classes"])
+    assert sum(map(sum, test["confusion_matrix"])) == sum(c["support"] for c in test["per_class"].values())
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 0
+    assert load_job(run_dir / "spec.yaml").train.epochs == 2
+    assert "plan: 1 train worker(s)" in result.output and "test accuracy" in result.output
+    assert (run_dir / "train").is_dir() and (run_dir / "normalization.json").is_file()
+
+    # the exported bundle re-evaluates to exactly the same test accuracy
+    again = CliRunner().invoke(app, ["evaluate", str(run_dir / "model")])
+    assert again.exit_code == 0, again.output
+    (evaluation,) = (run_dir / "evaluations").iterdir()
+    assert json.loads(evaluation.read_text())["test"] == test
+    return run_dir
 
 
 @pytest.fixture(scope="session")
-def finished_run(ray_session, tmp_path_factory):
-    """The main digits job, run for 3 epochs: an image run dir with its bundle."""
-    return tiny_run(tmp_path_factory.mktemp("digits"), "digits_cnn.yaml")
+def smoke_runs(ray_session, tmp_path_factory):
+    """The run dir of a shipped job (a file name in jobs/) run in smoke form (`smoke_run`), once a session."""
+    runs = {}
+
+    def run(job_file: str) -> Path:
+        if job_file not in runs:
+            runs[job_file] = smoke_run(tmp_path_factory.mktemp(Path(job_file).stem), JOBS_DIR / job_file)
+        return runs[job_file]
+
+    return run
 
 
 @pytest.fixture(scope="session")
-def finished_sequence_run(ray_session, tmp_path_factory):
-    """The GunPoint FCN job, run for 3 epochs: a sequence run dir with its bundle."""
-    return tiny_run(tmp_path_factory.mktemp("gunpoint"), "gunpoint_fcn.yaml")
+def finished_run(smoke_runs):
+    """The main digits job's smoke run: an image run dir with its bundle."""
+    return smoke_runs("digits_cnn.yaml")
+
+
+@pytest.fixture(scope="session")
+def finished_sequence_run(smoke_runs):
+    """The GunPoint FCN job's smoke run: a sequence run dir with its bundle."""
+    return smoke_runs("gunpoint_fcn.yaml")

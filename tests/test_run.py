@@ -15,6 +15,7 @@ from augtrain.models import build_model
 from augtrain.run import run_job
 from augtrain.spec import load_job
 from augtrain.train import load_weights
+from conftest import smoke
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 # Sweeps run last in the session (tests/test_tune.py): after a sweep, a later Ray Train run on the
@@ -22,36 +23,9 @@ JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 RUN_JOBS = [job for job in JOBS if job.read_text().startswith("# augtrain run ")]
 
 
-def smoke(tmp_path, *extra):
-    return [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2", *extra]
-
-
-def smoke_run(tmp_path, job, command="run", *extra):
-    """Run a job in smoke form through the CLI; check its run dir, bundle and re-evaluation."""
-    result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
-    assert result.exit_code == 0, result.output
-    run_dir = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    test = metrics["test"]
-    assert 0 <= test["accuracy"] <= 1 and len(test["confusion_matrix"]) == len(test["classes"])
-    assert sum(map(sum, test["confusion_matrix"])) == sum(c["support"] for c in test["per_class"].values())
-    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
-    assert (run_dir / "confusion_matrix.png").stat().st_size > 0
-    assert load_job(run_dir / "spec.yaml").train.epochs == 2
-    assert "plan: 1 train worker(s)" in result.output and "test accuracy" in result.output
-    assert (run_dir / "train").is_dir() and (run_dir / "normalization.json").is_file()
-
-    # the exported bundle re-evaluates to exactly the same test accuracy
-    again = CliRunner().invoke(app, ["evaluate", str(run_dir / "model")])
-    assert again.exit_code == 0, again.output
-    (evaluation,) = (run_dir / "evaluations").iterdir()
-    assert json.loads(evaluation.read_text())["test"] == test
-    return run_dir
-
-
 @pytest.mark.parametrize("job", RUN_JOBS, ids=lambda p: p.name)
-def test_every_run_job_runs_in_smoke_form(ray_session, tmp_path, job):
-    smoke_run(tmp_path, job)
+def test_every_run_job_runs_in_smoke_form(smoke_runs, job):
+    smoke_runs(job.name)  # checked by smoke_run; the digits and GunPoint runs serve other tests too
 
 
 def kill_one_worker_after_first_checkpoint(storage: Path, killed: list, address: str):

@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -69,7 +70,7 @@ def head(tmp_path_factory):
     # head's raylet was seen to time out during start-up (the dashboard answered, jobs found no agent).
     ray.shutdown()
     with open(temp / "head.log", "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{DASHBOARD}"
     try:
         deadline = time.time() + 180
@@ -80,9 +81,15 @@ def head(tmp_path_factory):
         yield address, temp
     finally:
         # `ray stop` stops every Ray on the machine; a `--block` head stops its own processes, and
-        # only those, on SIGTERM
+        # only those, on SIGTERM, but took 30 s to after the jobs here: what is left after 5 s is
+        # killed (the head's processes are its own process group)
         process.terminate()
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         start_ray()
 
 

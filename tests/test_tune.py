@@ -65,7 +65,7 @@ def read_trials(run_dir):
 
 @pytest.mark.parametrize("job", [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")], ids=lambda p: p.name)
 def test_every_tune_job_sweeps_in_smoke_form_and_exports_the_best_trial(ray_session, tmp_path, job):
-    from test_run import smoke_run
+    from conftest import smoke_run
 
     # kept at a URI (pyarrow's file://, the code path of s3:// and gs://): trials checkpoint there
     storage = f"run.storage_path=file://{tmp_path}/bucket"

@@ -56,6 +56,9 @@ def start_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, logging_config=logs)
     else:
+        # Ray Train starts an actor per run that watches for nodes being drained (spot preemption):
+        # a process start on every run, and this machine's one node is never drained.
+        env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         ray.init(
             dashboard_host="127.0.0.1",
             runtime_env={"env_vars": env},

@@ -9,6 +9,7 @@ dataset being collected, are written to a local staging folder and copied to the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tempfile
@@ -25,10 +26,15 @@ def is_uri(location: str) -> bool:
     return bool(_SCHEME.match(location))
 
 
+@functools.lru_cache(maxsize=64)
+def _from_uri(location: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(location)  # on s3:// a bucket-region lookup: once per location
+
+
 def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem of a folder or URI and the path in it."""
     if is_uri(location):
-        return pafs.FileSystem.from_uri(location)
+        return _from_uri(location)
     return pafs.LocalFileSystem(), str(Path(location).resolve())
 
 
