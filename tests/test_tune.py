@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from augtrain.spec import SpecError, load_job, parse_job
-from augtrain.tune import search_space, tune_job
+from augtrain.tune import search_space
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE_JOB = ROOT / "jobs" / "digits_cnn_tune.yaml"
@@ -63,16 +63,47 @@ def read_trials(run_dir):
         return list(csv.DictReader(rows))
 
 
-@pytest.mark.parametrize("job", [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")], ids=lambda p: p.name)
-def test_every_tune_job_sweeps_in_smoke_form_and_exports_the_best_trial(ray_session, tmp_path, job):
-    from conftest import smoke_run
+TUNE_JOBS = [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")]
+
+
+def kill_after_the_first_trial(job: Path, address: str, location: Path, *overrides: str) -> dict[Path, str]:
+    """Start `augtrain tune` in its own process, kill it once a trial has finished; that trial's results."""
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "augtrain.cli", "tune", str(job), *overrides, "--address", address],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "platform")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    finished = []
+    while time.time() < deadline and not finished:
+        finished = [p for p in location.glob("*/tune/*/result.json") if len(p.read_text().splitlines()) >= 2]
+        time.sleep(0.5)
+    assert finished, "no trial finished before the deadline"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    return {p: p.read_text() for p in finished}
+
+
+@pytest.mark.parametrize("job", TUNE_JOBS, ids=lambda p: p.name)
+def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_the_best(ray_session, tmp_path, job):
+    from conftest import smoke, smoke_run
 
     # kept at a URI (pyarrow's file://, the code path of s3:// and gs://): trials checkpoint there
-    storage = f"run.storage_path=file://{tmp_path}/bucket"
-    space = "tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}"
-    run_dir = smoke_run(tmp_path, job, "tune", space, "tune.search=grid", "tune.scheduler.name=none", storage)
-    (kept,) = (tmp_path / "bucket" / job.stem).iterdir()
+    sweep = ["tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}", "tune.search=grid",
+             "tune.scheduler.name=none", f"run.storage_path=file://{tmp_path}/bucket"]
+    kept_at = tmp_path / "bucket" / job.stem
+    address = ray_session.get_runtime_context().gcs_address
+    done_results = kill_after_the_first_trial(job, address, kept_at, *smoke(tmp_path, *sweep))
+    (kept,) = kept_at.iterdir()
+    assert not (kept / "metrics.json").exists()
+    done_checkpoints = {p: p.stat().st_mtime for p in kept.glob("trials/*/train/checkpoint_*")}
+
+    run_dir = smoke_run(tmp_path, job, "tune", *sweep, "--resume")
     assert kept.name == run_dir.name and not run_dir.is_relative_to(tmp_path)
+    for path, mtime in done_checkpoints.items():  # nothing that existed was trained again
+        assert path.stat().st_mtime == mtime
+    for path, text in done_results.items():  # finished trials keep their results as they were
+        assert path.read_text() == text
     assert (kept / "trials.csv").read_text() == (run_dir / "trials.csv").read_text()
     assert len(list(kept.glob("trials/*/train/checkpoint_*/model.safetensors"))) >= 2
     assert (kept / "tune" / "tuner.pkl").is_file() and (kept / "metrics.json").is_file()
@@ -89,40 +120,3 @@ def test_every_tune_job_sweeps_in_smoke_form_and_exports_the_best_trial(ray_sess
     assert checkpoint.name == Path(best["checkpoint"]).name
     for name in ("tune_metric.png", "learning_curves.png", "confusion_matrix.png"):
         assert (run_dir / name).stat().st_size > 0
-
-
-def test_killed_sweep_resumes_without_retraining_finished_trials(ray_session, tmp_path):
-    overrides = [
-        f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2",
-        "tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}",
-        "tune.scheduler.name=none",
-    ]
-    address = ray_session.get_runtime_context().gcs_address
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "augtrain.cli", "tune", str(TUNE_JOB), *overrides, "--address", address],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    runs = tmp_path / "runs" / "digits_cnn_tune"
-    deadline = time.time() + 300
-    finished = []
-    while time.time() < deadline and not finished:  # wait until one trial has finished, then kill
-        finished = [p for p in runs.glob("*/tune/*/result.json") if len(p.read_text().splitlines()) >= 2]
-        time.sleep(0.5)
-    assert finished, "no trial finished before the deadline"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    (run_dir,) = runs.iterdir()
-    assert not (run_dir / "metrics.json").exists()
-    done_checkpoints = {p: p.stat().st_mtime for p in run_dir.glob("trials/*/train/checkpoint_*")}
-    done_results = {p: p.read_text() for p in finished}
-
-    job = load_job(TUNE_JOB, overrides)
-    assert tune_job(job, resume=True) == run_dir
-    trials = read_trials(run_dir)
-    assert len(trials) == 2 and {t["status"] for t in trials} == {"finished"}
-    for path, mtime in done_checkpoints.items():  # nothing that existed was trained again
-        assert path.stat().st_mtime == mtime
-    for path, text in done_results.items():  # finished trials keep their results as they were
-        assert path.read_text() == text
-    assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] > 0
