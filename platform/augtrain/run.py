@@ -57,7 +57,7 @@ def start_ray(address: str | None = None) -> None:
         ray.init(address=address, runtime_env={"env_vars": env}, logging_config=logs)
     else:
         # Ray Train starts an actor per run that watches for nodes being drained (spot preemption):
-        # a process start on every run, and this machine's one node is never drained.
+        # one more process start per run, and the one node of an embedded Ray is never drained.
         env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         ray.init(
             dashboard_host="127.0.0.1",
