@@ -1,6 +1,6 @@
 import pytest
 
-from augtrain.plan import PlanError, plan_resources, shared_plan
+from augtrain.plan import ELASTIC_CAVEAT, PlanError, plan_resources, shared_plan
 from augtrain.spec import Scaling
 
 
@@ -38,3 +38,5 @@ def test_runs_at_once_share_the_cluster():
 def test_an_elastic_group_is_planned_for_its_largest_size():
     plan = plan_resources(Scaling(workers=(1, 3)), 8)
     assert plan.workers == (1, 3) and plan.cpus_per_worker == 2 and "1-3 train worker(s) x 2 CPU" in plan.describe()
+    assert plan.describe().endswith(ELASTIC_CAVEAT)
+    assert ELASTIC_CAVEAT not in plan_resources(Scaling(workers=3), 8).describe()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from augtrain.spec import Scaling
 
 
+# Ray sizes a restarted elastic group by the free CPUs alone (README, Failures)
+ELASTIC_CAVEAT = "; a restarted elastic group takes as many workers as free CPUs hold, which can leave Ray Data none: keep a spare node"
 DRIVER_CPU = 0.01  # a run's driver (trial, fold) only waits on its Train run; Ray refuses 0 resources
 
 
@@ -31,11 +33,13 @@ class Plan:
     placement: str
 
     def describe(self) -> str:
+        elastic = isinstance(self.workers, tuple)
         return (
-            f"plan: {'-'.join(map(str, self.workers)) if isinstance(self.workers, tuple) else self.workers} "
+            f"plan: {'-'.join(map(str, self.workers)) if elastic else self.workers} "
             f"train worker(s) x {self.cpus_per_worker:g} CPU "
             f"({self.threads_per_worker} torch thread(s) each{', 1 GPU each' if self.use_gpu else ''}); "
             f"Ray Data limited to {self.data_cpus:g} CPU in tasks of {self.cpus_per_data_task:g} CPU"
+            + (ELASTIC_CAVEAT if elastic else "")
         )
 
 
