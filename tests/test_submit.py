@@ -1,5 +1,6 @@
 """Cluster submission through the Ray Jobs API, on a real token-auth head started here; and cluster.yaml."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -81,14 +82,13 @@ def head(tmp_path_factory):
         yield address, temp
     finally:
         # `ray stop` stops every Ray on the machine; a `--block` head stops its own processes, and
-        # only those, on SIGTERM, but took 30 s to after the jobs here: what is left after 5 s is
-        # killed (the head's processes are its own process group)
+        # only those, on SIGTERM, but took 30 s to do so after the jobs here: what is left of its
+        # process group after 5 s is killed
         process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the whole group already gone
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         start_ray()
 
