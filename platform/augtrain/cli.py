@@ -128,13 +128,13 @@ def _report(run_dir: Path) -> None:
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
     data: Annotated[Optional[str], typer.Option(help="another collected dataset, dir or URI (default: the run's own)")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
 ) -> None:
-    """Re-evaluate a finished run's model on a test split; writes RUN/evaluations/<dataset hash>.json."""
+    """Re-evaluate a finished run's model on a test split (in this process, no Ray); writes
+    RUN/evaluations/<dataset hash>.json."""
     from augtrain.run import reevaluate
 
     try:
-        out, metrics = reevaluate(run, data, address)
+        out, metrics = reevaluate(run, data)
     except BAD_INPUT as exc:
         _fail(str(exc))
     test = metrics["test"]

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import ray  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support  # noqa: E402
 from torch import nn  # noqa: E402
 
 
-def predict_logits(model: nn.Module, ds: ray.data.Dataset, collate, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels for a prepared split (`collate`: its ToTensors)."""
+def predict_logits(model: nn.Module, batches: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels for (model input, labels) batches, `batch_size` samples per forward pass."""
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
-        for batch in ds.iter_torch_batches(batch_size=batch_size, collate_fn=collate):
-            logits.append(model(batch["x"]).numpy())
-            labels.append(batch["y"].numpy())
+        for x, y in batches:
+            for start in range(0, len(y), batch_size):
+                logits.append(model(torch.from_numpy(x[start : start + batch_size])).numpy())
+            labels.append(y)
     return np.concatenate(logits), np.concatenate(labels)
 
 

@@ -69,11 +69,10 @@ def cross_validate(job: Job, data: Dataset, run_dir: Path, location: str, echo: 
     results = run_folds(job, data, plan, folds, concurrent, location)
 
     # score every fold's selected checkpoint on the (untouched) test split
-    test = data.split("test", plan).materialize()
     rows = []
     for i, (checkpoint, metrics, _) in enumerate(results):
         with checkpoint.as_directory() as folder:
-            scores = test_scores(job, data, folder, test)
+            scores = test_scores(job, data, folder)
         rows.append({"fold": i, "val_accuracy": metrics["val_accuracy"], "val_loss": metrics["val_loss"],
                      "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"],
                      "best_epoch": metrics["epoch"]})
@@ -93,4 +92,4 @@ def cross_validate(job: Job, data: Dataset, run_dir: Path, location: str, echo: 
     extra = {"selected": job.train.select, "selected_fold": best, "best_epoch": metrics["epoch"],
              "best_checkpoint": checkpoint.path, "history": history, "kfold": summary}
     with checkpoint.as_directory() as folder:
-        evaluate_run(run_dir, job, data, plan, folder, extra)
+        evaluate_run(run_dir, job, data, folder, extra)

@@ -18,12 +18,12 @@ from augtrain.evaluate import predict_logits, test_metrics, write_metrics
 from augtrain.explain import explain_samples
 from augtrain.models import build_model, model_kind
 from augtrain.normalize import SERIES, channel_stats
-from augtrain.plan import Plan, PlanError, plan_resources
+from augtrain.plan import PlanError, plan_resources
 from augtrain.report import write_report
 from augtrain.sources import SourceError
-from augtrain.spec import Job, Scaling, SpecError, dump_job
+from augtrain.spec import Job, SpecError, dump_job
 from augtrain.storage import is_uri, join, publish, read_text, staging, subfolders
-from augtrain.stream import Dataset, configure_data, read_split
+from augtrain.stream import Dataset, configure_data, iter_split, read_split
 from augtrain.tracking import log_run
 from augtrain.train import WEIGHTS, fit, load_weights, ranking, read_history
 
@@ -147,18 +147,18 @@ def check_shared(*locations: str | Path) -> None:
             )
 
 
-def test_scores(job: Job, data: Dataset, checkpoint_dir: str | Path, test: ray.data.Dataset) -> dict:
-    """Test-split metrics of the weights in `checkpoint_dir` (`test`: the prepared test split)."""
+def test_scores(job: Job, data: Dataset, checkpoint_dir: str | Path) -> dict:
+    """Test-split metrics of the weights in `checkpoint_dir`."""
     model = build_model(job.model.name, job.model.params, data.manifest["shape"], len(data.manifest["classes"]))
     load_weights(model, checkpoint_dir)
-    logits, labels = predict_logits(model, test, data.collate())
+    logits, labels = predict_logits(model, iter_split(data.path, data.manifest, data.stats, "test"))
     return test_metrics(labels, logits.argmax(1), data.manifest["classes"])
 
 
-def evaluate_run(run_dir: Path, job: Job, data: Dataset, plan: Plan, checkpoint_dir: str, extra: dict) -> dict:
+def evaluate_run(run_dir: Path, job: Job, data: Dataset, checkpoint_dir: str, extra: dict) -> dict:
     """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json and the confusion matrix."""
     metrics = {
-        "test": test_scores(job, data, checkpoint_dir, data.split("test", plan)),
+        "test": test_scores(job, data, checkpoint_dir),
         "dataset": {"path": str(data.path), "hash": data.manifest["hash"]},
         **extra,
     }
@@ -205,7 +205,7 @@ def run_dataset(path: Path) -> str:
     return json.loads(metrics.read_text())["dataset"]["path"]
 
 
-def reevaluate(run: Path, dataset_dir: str | None = None, address: str | None = None) -> tuple[Path, dict]:
+def reevaluate(run: Path, dataset_dir: str | None = None) -> tuple[Path, dict]:
     """Score a run's bundle on the test split of its own dataset or of another collected one."""
     bundle = load_bundle(run)
     run = run_dir_of(run)
@@ -216,10 +216,7 @@ def reevaluate(run: Path, dataset_dir: str | None = None, address: str | None = 
             f"{dataset_dir}: samples {manifest['shape']} with classes {manifest['classes']} do not fit the "
             f"model ({bundle.manifest['shape']}, classes {bundle.classes})"
         )
-    start_ray(address)
-    plan = plan_resources(Scaling(), *cluster_cpus_gpus())
-    test = Dataset(dataset_dir, manifest, bundle.stats)
-    logits, labels = predict_logits(bundle.model, test.split("test", plan), test.collate())
+    logits, labels = predict_logits(bundle.model, iter_split(dataset_dir, manifest, bundle.stats, "test"))
     metrics = {
         "test": test_metrics(labels, logits.argmax(1), bundle.classes),
         "dataset": {"path": str(dataset_dir), "hash": manifest["hash"]},
@@ -261,4 +258,4 @@ def train_and_evaluate(job: Job, data: Dataset, run_dir: Path, location: str, ec
     with best.as_directory() as folder:
         extra = {"selected": job.train.select, "best_epoch": best_metrics["epoch"], "best_checkpoint": best.path,
                  "history": history}
-        evaluate_run(run_dir, job, data, plan, folder, extra)
+        evaluate_run(run_dir, job, data, folder, extra)

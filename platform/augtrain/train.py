@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # a Train worker runs this module; it need not import the dat
 WEIGHTS = "model.safetensors"
 STATE = "train_state.pt"
 SCORE = "val_accuracy"
-SHUFFLE_BATCHES = 16  # the train stream is shuffled within this many batches' worth of samples
+CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many batches (see minibatches)
 # per epoch; train_s, val_s: seconds of the train and validation passes (waiting for batches included);
 # time: wall clock at the end of validation (consecutive differences are whole epochs: train, validate,
 # checkpoint, report)
@@ -118,6 +118,21 @@ def take_rows(stream: Iterator[dict], rows: int, carry: list[dict]) -> Iterator[
         yield batch
 
 
+def minibatches(chunks: Iterator[dict], batch_size: int) -> Iterator[dict]:
+    """Each chunk's rows in a random order, cut into batches of `batch_size` (a chunk's last may be smaller).
+
+    Ray Data's per-batch work (batching, shuffle buffer, collate) runs in threads of the training
+    process, where it competes with the model's many small ops for the GIL and the CPU: per batch of
+    32 digits it cost more than the model's step. Taken a chunk of CHUNK_BATCHES batches at a time,
+    that work is paid once per chunk, and shuffling within the chunk stands in for Ray's local
+    shuffle buffer of the same size.
+    """
+    for chunk in chunks:
+        order = torch.randperm(len(chunk["y"]), device=chunk["y"].device)
+        for rows in order.split(batch_size):
+            yield {name: column[rows] for name, column in chunk.items()}
+
+
 def train_loop(config: dict) -> None:
     """Per worker: build, resume, then per epoch train -> validate -> checkpoint + report."""
     # Ray Train logs every report at INFO through a logger named by its file path (not under
@@ -154,17 +169,21 @@ def train_loop(config: dict) -> None:
     board = SummaryWriter(board_dir) if board_dir else None
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    batches = {"batch_size": config["batch_size"], "collate_fn": config["collate"], "device": device}
-    # one stream carries every epoch, shuffled within a window of batches as they stream in; each
-    # worker's epoch is an equal share of the split (the same number of steps everywhere, for DDP)
-    stream = iter(train_shard.iter_torch_batches(**batches, local_shuffle_buffer_size=SHUFFLE_BATCHES * config["batch_size"]))
+    collate, batch_size = config["collate"], config["batch_size"]
+    # one stream carries every epoch, in chunks; each worker's epoch is an equal share of the split
+    # (the same number of steps everywhere, for DDP)
+    stream = iter(train_shard.iter_torch_batches(batch_size=CHUNK_BATCHES * batch_size, collate_fn=collate, device=device))
     share, carry = config["samples"] // context.get_world_size(), []
+    # the val split never changes: fetched once (on this node its blocks are read in place from the
+    # object store, where the driver materialized them), collated every epoch; a new pass over the
+    # shard every epoch would start a Ray Data execution each time (~0.1 s, a digits epoch's compute)
+    val_batches = list(val_shard.iter_batches(batch_size=batch_size, batch_format="numpy"))
     for epoch in range(start, config["epochs"]):
         # train
         started = time.perf_counter()
         model.train()
         total = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        for batch in take_rows(stream, share, carry):
+        for batch in minibatches(take_rows(stream, share, carry), batch_size):
             with autocast:
                 logits = model(batch["x"])
                 loss = loss_fn(logits.float(), batch["y"])
@@ -180,7 +199,8 @@ def train_loop(config: dict) -> None:
         model.eval()
         seen = [0.0, 0.0, 0.0]
         with torch.no_grad(), autocast:
-            for batch in val_shard.iter_torch_batches(**batches):
+            for shipped in val_batches:
+                batch = {name: tensor.to(device) for name, tensor in collate(shipped).items()}
                 logits = model(batch["x"]).float()
                 n = len(batch["y"])
                 seen = [

@@ -162,7 +162,7 @@ def export_best(run_dir: Path, location: str, job: Job, data: Dataset, plan: Pla
     extra = {"best_trial": best["trial"], "best_epoch": best["best_epoch"], "best_checkpoint": str(checkpoint),
              "history": histories[best["trial"]],
              "tune": {"metric": job.tune.metric, "mode": job.tune.mode, "trials": len(rows)}}
-    evaluate_run(run_dir, best_job, data, plan, str(checkpoint), extra)
+    evaluate_run(run_dir, best_job, data, str(checkpoint), extra)
 
 
 def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, list[dict]]]:
