@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from augtrain.models import build_model
 from augtrain.spec import Train
-from augtrain.train import WEIGHTS, load_weights, make_optimizer, make_schedule, take_rows
+from augtrain.train import WEIGHTS, load_weights, make_optimizer, make_schedule, minibatches, take_rows
 
 
 def config(**fields):
@@ -55,3 +55,18 @@ def test_epochs_take_exact_rows_from_one_stream_cutting_straddling_batches():
     assert [len(e) for e in epochs] == [100, 100, 100]
     torch.testing.assert_close(torch.cat(epochs), rows)
     assert list(take_rows(stream, 100, carry)) == []  # the stream is spent: an empty epoch, no error
+
+
+def test_chunks_are_cut_into_shuffled_batches_that_keep_each_row_with_its_label():
+    """Two chunks of 100 rows -> batches of 32, 32, 32, 4 per chunk; every row once, in a new order, x with its y."""
+    rows = torch.arange(200)
+    chunks = iter({"x": rows[i : i + 100] * 10, "y": rows[i : i + 100]} for i in (0, 100))
+    torch.manual_seed(0)
+    batches = list(minibatches(chunks, 32))
+    assert [len(b["y"]) for b in batches] == [32, 32, 32, 4] * 2
+    seen = torch.cat([b["y"] for b in batches])
+    torch.testing.assert_close(seen.sort().values, rows)
+    assert not torch.equal(seen, rows)  # shuffled...
+    assert set(seen[:100].tolist()) == set(range(100))  # ...within its chunk
+    for batch in batches:
+        torch.testing.assert_close(batch["x"], batch["y"] * 10)
