@@ -122,10 +122,10 @@ def minibatches(chunks: Iterator[dict], batch_size: int) -> Iterator[dict]:
     """Each chunk's rows in a random order, cut into batches of `batch_size` (a chunk's last may be smaller).
 
     Ray Data's per-batch work (batching, shuffle buffer, collate) runs in threads of the training
-    process, where it competes with the model's many small ops for the GIL and the CPU: per batch of
-    32 digits it cost more than the model's step. Taken a chunk of CHUNK_BATCHES batches at a time,
-    that work is paid once per chunk, and shuffling within the chunk stands in for Ray's local
-    shuffle buffer of the same size.
+    process, where it competes with the model's many small ops for the GIL and the CPU. Taken a
+    chunk of CHUNK_BATCHES batches at a time, that work is paid once per chunk (a digits stream:
+    21-32 k rows/s batch by batch, 123-154 k rows/s in chunks, no model running), and shuffling
+    within the chunk stands in for Ray's local shuffle buffer of the same size.
     """
     for chunk in chunks:
         order = torch.randperm(len(chunk["y"]), device=chunk["y"].device)
