@@ -5,10 +5,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from augtrain.collect import collect, decode_samples, split_files
-from augtrain.normalize import SERIES, ToTensors, channel_stats, normalize, to_unit
+from augtrain.normalize import SERIES, channel_stats, normalize, to_unit
 from augtrain.plan import plan_resources
 from augtrain.spec import Data, Scaling
 from augtrain.stream import split_dataset
+from augtrain.train import ToTensors
 
 AUGMENT = [{"name": "Affine", "rotate": [-20, 20], "translate_px": [-1, 1], "p": 1.0}]
 

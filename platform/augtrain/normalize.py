@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import ray
-import torch
-from ray.data.collate_fn import NumpyBatchCollateFn
 
 from augtrain.collect import decode_samples, split_files
 from augtrain.storage import join, read_text, write_text
@@ -67,20 +65,6 @@ def to_ship(samples: np.ndarray, stats: dict, kind: str) -> np.ndarray:
 def model_input(shipped: np.ndarray, stats: dict, kind: str) -> np.ndarray:
     """A batch as the data workers ship it -> the model's input."""
     return normalize(shipped, stats) if kind in NORMALIZED_BY_CONSUMER else shipped
-
-
-class ToTensors(NumpyBatchCollateFn):
-    """iter_torch_batches' collate: a shipped batch -> model-ready tensors, in the consumer's prefetch threads."""
-
-    def __init__(self, stats: dict, kind: str):
-        super().__init__()
-        self.stats, self.kind = stats, kind
-
-    def __call__(self, batch: dict) -> dict:
-        x = np.ascontiguousarray(model_input(batch["x"], self.stats, self.kind), dtype=np.float32)
-        # a batch straight from the object store is read-only; torch wants to own writable memory
-        x = torch.from_numpy(x if x.flags.writeable else x.copy())
-        return {"x": x, "y": torch.tensor(batch["y"], dtype=torch.long)}
 
 
 def _partial_sums(batch: dict, manifest: dict) -> dict:

@@ -193,7 +193,7 @@ class Tune(Section):
 class Job(Section):
     data: Data
     augment: list[Transform] = []
-    model: Model = Model()
+    model: Model = Field(default_factory=Model)  # not built at import: its check imports torch
     train: Train = Train()
     scaling: Scaling = Scaling()
     eval: Eval = Eval()

@@ -7,16 +7,14 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-import albumentations as A
 import numpy as np
 import pyarrow as pa
 import ray
 
-from augtrain.augment import augment_images, build_pipeline
 from augtrain.collect import decode_samples, read_columns, split_files
-from augtrain.normalize import ToTensors, model_input, to_ship
+from augtrain.normalize import model_input, to_ship
 from augtrain.plan import Plan
 from augtrain.sequence_augment import SequencePipeline
 from augtrain.spec import Job
@@ -25,8 +23,17 @@ POOL = ("train", "val")  # what k-fold cross-validation splits into folds; test 
 
 
 @functools.lru_cache(maxsize=8)
-def _pipeline(transforms_json: str) -> A.Compose | SequencePipeline:
-    return build_pipeline(json.loads(transforms_json))
+def _augmenter(transforms_json: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A transform list as a function of a batch of samples, built once per worker process.
+
+    albumentations (and torch, which it imports: ~2 s) is imported here, in the data tasks that
+    augment, not with this module: the other processes that load it to unpickle a pipeline (Ray
+    Data's coordinators of every Train run and trial, the tasks that read val and test) skip it.
+    """
+    from augtrain.augment import augment_images, build_pipeline
+
+    pipeline = build_pipeline(json.loads(transforms_json))
+    return pipeline if isinstance(pipeline, SequencePipeline) else functools.partial(augment_images, pipeline)
 
 
 def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> dict:
@@ -39,11 +46,8 @@ def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict) -> d
     every epoch sees new augmentations; seeded pipelines are `build_pipeline(seed=...)`.
     Images are augmented as uint8, as albumentations expects.
     """
-    pipeline = _pipeline(transforms_json)
     samples = to_ship(decode_samples(batch["x"], manifest), stats, manifest["kind"])
-    if isinstance(pipeline, SequencePipeline):
-        return {"x": pipeline(samples), "y": batch["y"]}
-    return {"x": augment_images(pipeline, samples), "y": batch["y"]}
+    return {"x": _augmenter(transforms_json)(samples), "y": batch["y"]}
 
 
 def configure_data(progress_bars: bool = True) -> None:
@@ -144,10 +148,6 @@ class Dataset:
     path: str  # an absolute folder or a URI
     manifest: dict
     stats: dict
-
-    def collate(self) -> ToTensors:
-        """What turns this dataset's shipped batches into model-ready tensors."""
-        return ToTensors(self.stats, self.manifest["kind"])
 
     def split(
         self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None, passes: int = 1

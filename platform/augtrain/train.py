@@ -9,11 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
 import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
 from ray.data import DataContext, ExecutionResources
+from ray.data.collate_fn import NumpyBatchCollateFn
 from ray.train import (
     Checkpoint,
     CheckpointConfig,
@@ -28,6 +30,7 @@ from tensorboardX import SummaryWriter
 from torch import nn
 
 from augtrain.models import build_model
+from augtrain.normalize import model_input
 from augtrain.plan import Plan
 from augtrain.spec import Job
 from augtrain.storage import is_uri, join, publish
@@ -45,12 +48,26 @@ CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many b
 REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "val_s", "time")
 
 
+class ToTensors(NumpyBatchCollateFn):
+    """iter_torch_batches' collate: a shipped batch -> model-ready tensors, in the consumer's prefetch threads."""
+
+    def __init__(self, stats: dict, kind: str):
+        super().__init__()
+        self.stats, self.kind = stats, kind
+
+    def __call__(self, batch: dict) -> dict:
+        x = np.ascontiguousarray(model_input(batch["x"], self.stats, self.kind), dtype=np.float32)
+        # a batch straight from the object store is read-only; torch wants to own writable memory
+        x = torch.from_numpy(x if x.flags.writeable else x.copy())
+        return {"x": x, "y": torch.tensor(batch["y"], dtype=torch.long)}
+
+
 def loop_config(job: Job, data: Dataset, plan: Plan, storage: str, samples: int) -> dict:
     """The plain values the workers need (`samples`: training samples per epoch); the spec stays on the driver."""
     manifest = data.manifest
     return {
         "samples": samples,
-        "collate": data.collate(),
+        "collate": ToTensors(data.stats, manifest["kind"]),
         "tensorboard": join(storage, "tensorboard"),
         "model": job.model.name,
         "model_params": dict(job.model.params),
@@ -142,6 +159,10 @@ def train_loop(config: dict) -> None:
     torch.manual_seed(config["seed"])
     context = ray.train.get_context()
     device = ray.train.torch.get_device()
+    # the shards first: each starts a Ray Data coordinator (a new process, ~1 s) while this one builds
+    # the model and optimizer (whose first use imports torch._dynamo, ~1 s)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
     bare = build_model(config["model"], config["model_params"], config["shape"], config["classes"])
     model = ray.train.torch.prepare_model(bare)
     optimizer = make_optimizer(model.parameters(), config)
@@ -167,8 +188,6 @@ def train_loop(config: dict) -> None:
     if context.get_world_rank() == 0:
         board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
     board = SummaryWriter(board_dir) if board_dir else None
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
     collate, batch_size = config["collate"], config["batch_size"]
     # one stream carries every epoch, in chunks; each worker's epoch is an equal share of the split
     # (the same number of steps everywhere, for DDP)

@@ -11,17 +11,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback  # noqa: E402
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 from augtrain.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
 from augtrain.run import (  # noqa: E402
     check_shared, cluster_cpus_gpus, evaluate_run, new_run_location, open_run_dir, prepare_dataset,
 )
-from augtrain.spec import Job, SpecError, parse_job, set_dotted  # noqa: E402
+from augtrain.spec import Job, SpecError  # noqa: E402
 from augtrain.storage import fetch, is_folder, is_uri, join, publish, subfolders  # noqa: E402
-from augtrain.stream import Dataset, configure_data  # noqa: E402
-from augtrain.train import REPORTED, fit, ranking  # noqa: E402
+from augtrain.stream import Dataset  # noqa: E402
+from augtrain.train import REPORTED, ranking  # noqa: E402
+from augtrain.trial import run_trial, trial_job  # noqa: E402
 
 SAMPLERS = {
     "loguniform": lambda args: tune.loguniform(*args),
@@ -44,27 +45,6 @@ def search_space(job: Job) -> dict:
             raise SpecError(f"tune.space.{path}: search: optuna samples; use choice instead of grid")
         space[path] = tune.grid_search(args) if job.tune.search == "grid" else SAMPLERS[kind](args)
     return space
-
-
-def trial_job(base: Job, config: dict) -> Job:
-    """The job one trial runs: the base spec with the trial's sampled values."""
-    raw = base.model_dump(mode="json", exclude={"tune"})
-    for path, value in config.items():
-        set_dotted(raw, path, value)
-    return parse_job(raw, "trial")
-
-
-def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials: str) -> None:
-    """One trial: a Ray Train run whose per-epoch reports flow to Tune (for ASHA and the results).
-
-    Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
-    """
-    configure_data(progress_bars=False)
-    job = trial_job(base, config)
-    storage = join(trials, tune.get_context().get_trial_id())
-    result = fit(job, data, plan, storage, callbacks=[TuneReportCallback()])
-    if result.error:
-        raise result.error
 
 
 def _searcher(job: Job):
