@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from augtrain.spec import SpecError, apply_overrides, dump_job, load_job, parse_job
+from conftest import loaded_by_import
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 
@@ -91,3 +92,8 @@ def test_elastic_workers_placement_and_storage_paths():
     assert "run.storage_path: ftp://host/runs: pyarrow opens s3://, gs://" in message
     assert load_job(JOBS[0], ["run.storage_path=s3://bucket/runs"]).run.storage_path == "s3://bucket/runs"
     assert "scaling.placement:" in message
+
+
+def test_the_spec_imports_without_torch():
+    """Every process that unpickles a job imports the spec; a default built at import ran the model check (torch)."""
+    assert loaded_by_import("augtrain.spec", ["torch", "albumentations"]) == []

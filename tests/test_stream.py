@@ -10,6 +10,7 @@ from augtrain.plan import plan_resources
 from augtrain.spec import Data, Scaling
 from augtrain.stream import split_dataset
 from augtrain.train import ToTensors
+from conftest import loaded_by_import
 
 AUGMENT = [{"name": "Affine", "rotate": [-20, 20], "translate_px": [-1, 1], "p": 1.0}]
 
@@ -95,3 +96,8 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(np.isnan(first), np.isnan(clean))
     assert not np.allclose(first, second, equal_nan=True) and not np.allclose(first, clean, equal_nan=True)
+
+
+def test_the_stream_imports_without_albumentations_or_torch():
+    """Ray Data's coordinators of every run and the val/test readers load this module, not the augmentation."""
+    assert loaded_by_import("augtrain.stream", ["torch", "albumentations"]) == []

@@ -13,6 +13,7 @@ import pytest
 
 from augtrain.spec import SpecError, load_job, parse_job
 from augtrain.tune import search_space
+from conftest import loaded_by_import
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE_JOB = ROOT / "jobs" / "digits_cnn_tune.yaml"
@@ -120,3 +121,8 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
     assert checkpoint.name == Path(best["checkpoint"]).name
     for name in ("tune_metric.png", "learning_curves.png", "confusion_matrix.png"):
         assert (run_dir / name).stat().st_size > 0
+
+
+def test_a_trial_process_imports_no_sweep_reporting():
+    """Each trial's process imports augtrain.trial: training's imports, not the sweep's plots and metrics."""
+    assert loaded_by_import("augtrain.trial", ["matplotlib", "sklearn", "albumentations"]) == []
