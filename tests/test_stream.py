@@ -66,9 +66,11 @@ def test_one_training_stream_carries_every_epoch_augmented_afresh(ray_session, d
     x3, y3 = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT, passes=3), stats)
     assert len(y3) == 3 * len(y)
     np.testing.assert_array_equal(np.bincount(y3), 3 * np.bincount(y))
-    # no two augmented copies of the first clean sample are equal (each pass draws its own transform)
+    # each pass draws its own transforms: the augmented copies of one class are (almost) all distinct.
+    # Passes repeating their draws would leave a third distinct; two draws that round to the same
+    # 8x8 image are rare but happen (383 of 384 distinct once in CI)
     copies = x3[(y3 == y[0])]
-    assert len(np.unique(copies.reshape(len(copies), -1), axis=0)) == len(copies)
+    assert len(np.unique(copies.reshape(len(copies), -1), axis=0)) >= 0.98 * len(copies)
 
 
 @pytest.mark.parametrize("mode", ["channel", "series"])
