@@ -1,4 +1,4 @@
-"""Stream: Ray Data pipelines read_parquet -> decode -> augment (train only) + normalize."""
+"""Stream: Ray Data pipelines shard reads -> decode -> augment (train only); local reads of a split for scoring."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "r
 
 
 class ToTensors(NumpyBatchCollateFn):
-    """iter_torch_batches' collate: a shipped batch -> model-ready tensors, in the consumer's prefetch threads."""
+    """A shipped batch -> model-ready tensors: the train stream's collate_fn (run in Ray Data's prefetch
+    threads of the worker), and what the worker calls on its cached val batches every epoch."""
 
     def __init__(self, stats: dict, kind: str):
         super().__init__()
