@@ -131,7 +131,7 @@ def test_csv_feature_columns_and_image_paths(tmp_path, digits):
     data = Data(source=str(tmp_path / "digits.csv"), image_shape=(8, 8, 1))
     collected = collect(data, tmp_path / "features")
     quarantine = pq.read_table(Path(collected.path) / "quarantine.parquet").to_pylist()
-    assert quarantine == [{"id": "digits.csv:5", "reason": "line 5: missing or non-numeric value in column p7"}]
+    assert quarantine == [{"id": "digits.csv:5", "reason": "missing or non-numeric value: column p7"}]
     assert collected.manifest["shape"] == [8, 8, 1]
     import pyarrow.csv as pacsv
 

@@ -1,6 +1,7 @@
 """augtrain predict: Ray Data batch inference from a bundle, bad inputs quarantined like collect does."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from augtrain.cli import app
 from augtrain.collect import decode_samples, read_manifest, split_files
 from augtrain.ucr import find_dataset
+from test_sources import short_ihdr_png
 
 
 def run_test_split(run_dir: Path):
@@ -41,10 +43,14 @@ def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(finished
     (folder / "3" / "notes.png").write_text("not an image")
     (folder / "3" / "empty.png").write_bytes(b"")
     Image.new("L", (16, 16)).save(folder / "3" / "big.png")
+    short_ihdr_png(folder / "3" / "short.png")
+    os.mkfifo(folder / "3" / "fifo.png")  # opening it would block a data task forever
+    (folder / "3" / "away.png").symlink_to(png.resolve().parents[2] / "elsewhere.png")
+    (png.resolve().parents[2] / "elsewhere.png").write_bytes(png.read_bytes())
 
     out = tmp_path / "out" / "preds.parquet"
     output = predict(finished_run, folder, "--out", out)
-    assert f"predicted {len(images)} input(s)" in output and "quarantined 4 input(s)" in output
+    assert f"predicted {len(images)} input(s)" in output and "quarantined 7 input(s)" in output
 
     predictions = pq.read_table(out).to_pylist()
     assert len(predictions) == len(images) and {p["id"] for p in predictions} == {
@@ -63,6 +69,9 @@ def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(finished
     assert quarantine["3/notes.png"].startswith("not a readable image")
     assert quarantine["3/truncated.png"].startswith(("truncated or corrupt", "not a readable image"))
     assert quarantine["3/big.png"] == "wrong shape: 16x16 (expected 8x8)"
+    assert quarantine["3/short.png"].startswith("not a readable image: ValueError")
+    assert quarantine["3/fifo.png"] == "not a regular file: FIFO"
+    assert quarantine["3/away.png"].startswith("symlink outside the source folder")
 
 
 def test_predict_series_file_matches_the_run(finished_sequence_run, tmp_path):

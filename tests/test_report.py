@@ -32,12 +32,12 @@ def tiny_run(tmp_path, kind="image", extras=False):
     classes = np.array(["<b>cat</b>", "dog", "eel"])
     y = np.repeat(classes, 12)
     if kind == "image":
-        x, augment = rng.integers(0, 256, (36, 6, 6, 3), dtype=np.uint8), [{"name": "HorizontalFlip", "p": 1.0}]
-    else:
-        x = np.empty(36, dtype=object)  # ragged series: NaN-padded when collected
-        x[:] = [np.sin(np.linspace(0, 6, 20 + i % 7)).astype(np.float32) for i in range(36)]
-        augment = [{"name": "Jitter", "sigma": 0.1, "p": 1.0}]
-    np.savez(tmp_path / "source.npz", x=x, y=y)
+        arrays, augment = {"x": rng.integers(0, 256, (36, 6, 6, 3), dtype=np.uint8)}, [{"name": "HorizontalFlip", "p": 1.0}]
+    else:  # ragged series, stored flat with their lengths: NaN-padded when collected
+        lengths = np.array([20 + i % 7 for i in range(36)])
+        values = np.concatenate([np.sin(np.linspace(0, 6, n)).astype(np.float32) for n in lengths])
+        arrays, augment = {"values": values, "lengths": lengths}, [{"name": "Jitter", "sigma": 0.1, "p": 1.0}]
+    np.savez(tmp_path / "source.npz", y=y, **arrays)
     data = {"source": str(tmp_path / "source.npz"), "path": str(tmp_path / "dataset"), "kind": kind}
     job = parse_job({"data": data, "augment": augment, "model": {"name": "cnn" if kind == "image" else "fcn"},
                      "run": {"name": "tiny"}})

@@ -97,3 +97,68 @@ def test_elastic_workers_placement_and_storage_paths():
 def test_the_spec_imports_without_torch():
     """Every process that unpickles a job imports the spec; a default built at import ran the model check (torch)."""
     assert loaded_by_import("augtrain.spec", ["torch", "albumentations"]) == []
+
+
+def validate(*args):
+    from typer.testing import CliRunner
+
+    from augtrain.cli import app
+
+    return CliRunner().invoke(app, ["validate", *map(str, args)])
+
+
+def refused(result, problem):
+    """One `error:` line (and the lines of the same message), exit 2, no traceback, bounded output."""
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and problem in result.output, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert len(result.output) < 4000
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path):
+    lines = ["data: {source: sklearn-digits}", "model:", "  name: cnn", "  params:", '    l0: &l0 ["lol","lol","lol"]']
+    lines += [f"    l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")  # ~400 bytes; 9**8 * 3 strings once expanded
+    assert bomb.stat().st_size < 600
+    refused(validate(bomb), "expands to more than 20000 values")
+
+
+def test_deep_nesting_and_duplicate_keys_are_refused(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("data: {source: sklearn-digits}\nmodel: {name: cnn, params: {x: " + "[" * 3000 + "]" * 3000 + "}}\n")
+    refused(validate(deep), "deep.yaml:2: nested deeper than 32 levels")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("data: {source: sklearn-digits}\ntrain:\n  lr: 0.1\n  epochs: 3\n  lr: 100\n")
+    refused(validate(twice), "duplicate key 'lr'")
+    assert "line 5" in validate(twice).output
+
+
+def test_a_huge_value_is_cut_in_the_error(tmp_path):
+    job = tmp_path / "long.yaml"
+    job.write_text("data: {source: sklearn-digits}\nmodel: {name: cnn, params: {dropout: '" + "x" * 500_000 + "'}}\n")
+    refused(validate(job), "model: model 'cnn': dropout must be float")
+
+
+def test_validate_turns_every_unreadable_input_into_one_error(tmp_path):
+    refused(validate(JOBS[0], "train.lr=[1"), "override train.lr: not valid YAML")
+    refused(validate(tmp_path), "a folder, not a job file")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"data: {source: sklearn-digits}\nrun: {name: caf\xe9}\n")
+    refused(validate(latin), "not UTF-8 text (byte 47 is 0xe9)")
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    refused(validate(big), "larger than 1048576 bytes")
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_a_run_name_never_leaves_the_storage_path(name):
+    with pytest.raises(SpecError, match="run.name: name '[.]+' is not a plain file name"):
+        load_job(JOBS[0], [f"run.name={name}"])
+    with pytest.raises(SpecError, match="run.name: String should match pattern"):
+        load_job(JOBS[0], [f"run.name={name}/x"])
+
+
+def test_a_ucr_name_is_a_name_not_a_path():
+    with pytest.raises(SpecError, match="data.source: .*UCR/UEA dataset name '../../etc' is not a plain file name"):
+        parse_job({"data": {"source": "ucr:../../etc"}})

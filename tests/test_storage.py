@@ -4,7 +4,9 @@ checkpoints written there by Ray Train, the rest of a run published beside them.
 A file:// URI goes through the same pyarrow code as s3:// or gs:// (no object store is reachable here).
 Sweeps at a URI: tests/test_tune.py."""
 
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from augtrain.collect import collect, read_manifest, split_files
 from augtrain.normalize import SERIES
 from augtrain.run import open_run_dir, run_location
 from augtrain.spec import Data, SpecError, dump_job, load_job
-from augtrain.storage import publish
+from augtrain.storage import child, publish, staging
 from augtrain.stream import read_split
 from conftest import JOBS_DIR
 
@@ -90,3 +92,30 @@ def test_an_interrupted_run_at_a_uri_is_resumed_and_a_finished_one_is_not(tmp_pa
 def test_an_unknown_uri_scheme_is_refused():
     with pytest.raises(SpecError, match=r"run.storage_path.*ftp://host/runs: pyarrow opens s3://"):
         load_job(JOB, ["run.storage_path=ftp://host/runs"])
+
+
+def test_staging_is_private_and_a_link_planted_in_the_temp_dir_is_never_followed(tmp_path):
+    uri = f"file://{tmp_path}/bucket/data"
+    # where earlier versions always staged this URI: another user of the machine plants a link there
+    planted = Path(tempfile.gettempdir(), "augtrain-staging", hashlib.sha1(uri.encode()).hexdigest()[:12])
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    planted.parent.mkdir(exist_ok=True)
+    planted.symlink_to(victim)
+    try:
+        collected = collect(Data(source="sklearn-digits", path=uri))
+        run_dir = open_run_dir(f"{uri}/run-1")
+    finally:
+        planted.unlink()
+    assert list(victim.iterdir()) == [] and read_manifest(uri) == collected.manifest
+    assert run_dir.name == "run-1" and run_dir.parent.stat().st_mode & 0o777 == 0o700
+    assert staging(f"{uri}/run-1") != run_dir  # unpredictable: a new folder every time
+    with pytest.raises(ValueError, match="not a plain file name"):
+        staging(f"{uri}/..")
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "", "x\0y"])
+def test_a_name_from_outside_never_leaves_its_folder(tmp_path, name):
+    with pytest.raises(ValueError, match="not a plain file name"):
+        child(str(tmp_path), name, "trial id")
+    assert child(str(tmp_path), "trial_0001") == str(tmp_path / "trial_0001")

@@ -14,7 +14,9 @@ import pytest
 import ray
 import requests
 import yaml
+from typer.testing import CliRunner
 
+from augtrain.cli import app
 from augtrain.run import start_ray
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,3 +222,15 @@ def test_cluster_yaml_passes_rays_own_schema():
     assert "--dashboard-host=127.0.0.1" in head
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     assert any("requirements.lock" in c for c in config["setup_commands"])
+    # what a node installs is pinned: no downloaded script piped into a shell, no open version range
+    commands = config["setup_commands"] + config["head_setup_commands"]
+    assert not [c for c in commands if re.search(r"\b(curl|wget)\b.*\|\s*(ba)?sh", c)]
+    for command in commands:
+        for requirement in re.findall(r"pip install -q (?:--user )?'([^']+)'", command):
+            assert "==" in requirement, command
+
+
+def test_the_cli_suggests_the_forwarded_loopback_dashboard():
+    """The token goes with every request: only the loopback end of `ray dashboard`'s tunnel keeps it off the wire."""
+    help_text = CliRunner().invoke(app, ["submit", "--help"], terminal_width=200).output
+    assert "http://127.0.0.1:8265" in help_text and "HEAD:8265" not in help_text

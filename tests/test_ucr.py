@@ -67,19 +67,32 @@ def test_tsv_label_first_and_nan_padding(tmp_path):
     "content, problem",
     [
         ("@problemName X\n@univariate maybe\n@classLabel true a b\n@data\n1,2:a\n", r"x\.ts:2: @univariate must be true or false"),
-        ("@problemName X\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:b\n", r"x\.ts:5: 1 dimension\(s\), expected 2"),
-        ("@problemName X\n@classLabel true a b\n@data\n1,2:a\n1,2:c\n", r"x\.ts:5: label 'c' is not in @classLabel"),
-        ("@problemName X\n@classLabel true a b\n@data\n1,2:a\n1,x2:b\n", r"x\.ts:5: non-numeric value 'x2'"),
         ("", r"x\.ts: empty file"),
         ("@problemName X\n@classLabel true a b\n1,2:a\n", r"x\.ts:3: data before @data"),
         ("@problemName X\n@colour blue\n@data\n", r"x\.ts:2: unknown header tag @colour"),
+        (b"@problemName X\n@classLabel true a \xff\n@data\n1,2:a\n", r"x\.ts:2: not valid UTF-8: byte 20 is 0xff"),
     ],
-    ids=["bad-header", "dimensions-change", "unknown-label", "non-numeric", "empty", "no-data-tag", "unknown-tag"],
+    ids=["bad-header", "empty", "no-data-tag", "unknown-tag", "header-not-utf8"],
 )
-def test_malformed_ts_names_file_and_line(tmp_path, content, problem):
-    (tmp_path / "x.ts").write_text(content)
+def test_a_malformed_header_names_file_and_line(tmp_path, content, problem):
+    path = tmp_path / "x.ts"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ArchiveError, match=problem):
-        read_series(tmp_path / "x.ts")
+        read_series(path)
+
+
+def test_bad_data_lines_are_quarantined_with_their_line_and_the_rest_read(tmp_path):
+    rows = [b"1,2:a", b"1,2:3,4:a", b"1,2:c", b"1,x2:b", b"1,\xff\xfe:b", b"1,2", b"3,4:b"]
+    (tmp_path / "x.ts").write_bytes(b"@problemName X\n@classLabel true a b\n@data\n" + b"\n".join(rows) + b"\n")
+    series = read_series(tmp_path / "x.ts")
+    assert series.lines == [4, 10] and series.labels == ["a", "b"]
+    assert series.rejects == [
+        (5, "wrong dimensions: 2, expected 1"),
+        (6, "unknown label: 'c' is not in @classLabel"),
+        (7, "non-numeric value: 'x2' (field 2)"),
+        (8, "not valid UTF-8: byte 3 is 0xff"),
+        (9, "malformed: expected values:label"),
+    ]
 
 
 def test_find_dataset_in_an_archive_folder(tmp_path):
@@ -113,12 +126,15 @@ def test_aeon_copy_multivariate_dataset(tmp_path):
     assert sum(manifest["counts"]["test"].values()) == 40
 
 
-def test_npz_sequences_ragged_and_padded(tmp_path):
-    ragged = np.empty(12, dtype=object)
-    ragged[:] = [np.arange(3 + i % 3, dtype=np.float32) for i in range(12)]
-    np.savez(tmp_path / "r.npz", x=ragged, y=np.arange(12) % 2)
+def test_npz_sequences_flat_values_with_lengths_and_padded(tmp_path):
+    lengths = np.array([3 + i % 3 for i in range(12)])
+    values = np.concatenate([np.arange(n, dtype=np.float32) for n in lengths])
+    np.savez(tmp_path / "r.npz", values=values, lengths=lengths, y=np.arange(12) % 2)
     manifest = collect(Data(source=str(tmp_path / "r.npz"), kind="sequence"), tmp_path / "r").manifest
     assert manifest["shape"] == [5, 1] and manifest["lengths"] == {"min": 3, "max": 5}
+    np.savez(tmp_path / "bad.npz", values=values, lengths=lengths + 1, y=np.arange(12) % 2)
+    with pytest.raises(SourceError, match="lengths add up to 60 but values has 48 steps"):
+        collect(Data(source=str(tmp_path / "bad.npz"), kind="sequence"), tmp_path / "bad")
     dense = np.random.default_rng(0).normal(size=(13, 7, 2)).astype(np.float32)
     dense[3, 2, 1] = np.inf
     dense[4, :, 0] = np.nan
@@ -132,21 +148,32 @@ def test_npz_sequences_ragged_and_padded(tmp_path):
                           {"id": "d.npz[4]", "reason": "a channel with no values"}]
 
 
-def test_bad_ts_fails_collect_with_one_line_and_keeps_the_dataset(tmp_path):
+def test_a_bad_ts_line_is_quarantined_and_a_bad_header_fails_collect_keeping_the_dataset(tmp_path):
     toy_archive(tmp_path / "archive")
     out = tmp_path / "data"
     runner = CliRunner()
-    ok = runner.invoke(app, ["collect", "ucr:Toy", "--out", str(out), "--archive", str(tmp_path / "archive")])
+    command = ["collect", "ucr:Toy", "--out", str(out), "--archive", str(tmp_path / "archive")]
+    ok = runner.invoke(app, command)
     assert ok.exit_code == 0, ok.output
     before = json.loads((out / "manifest.json").read_text())
     train = tmp_path / "archive" / "Toy" / "Toy_TRAIN.ts"
     lines = train.read_text().splitlines()
     lines[10] = lines[10].replace(":a", ":z").replace(":b", ":z")
     train.write_text("\n".join(lines) + "\n")
-    bad = runner.invoke(app, ["collect", "ucr:Toy", "--out", str(out), "--archive", str(tmp_path / "archive")])
+    quarantined = runner.invoke(app, command)
+    assert quarantined.exit_code == 0, quarantined.output
+    assert "quarantined 1, hash" in quarantined.output and "quarantined 1: unknown label" in quarantined.output
+    assert pq.read_table(out / "quarantine.parquet").to_pylist() == [
+        {"id": "Toy_TRAIN.ts:11", "reason": "unknown label: 'z' is not in @classLabel"}
+    ]
+    assert (tmp_path / f"data@{before['hash'][:12]}").is_dir()  # the earlier version is kept beside it
+
+    collected = json.loads((out / "manifest.json").read_text())
+    train.write_text(train.read_text().replace("@classLabel true a b", "@classLabel true"))
+    bad = runner.invoke(app, command)
     assert bad.exit_code == 2
-    assert bad.output.strip().splitlines() == [f"error: {train}:11: label 'z' is not in @classLabel ['a', 'b']"]
-    assert json.loads((out / "manifest.json").read_text()) == before
+    assert bad.output.strip().splitlines() == [f"error: {train}:7: @classLabel true lists no class labels"]
+    assert json.loads((out / "manifest.json").read_text()) == collected
     assert len(split_files(out, "train")) == 1
 
 

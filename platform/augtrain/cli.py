@@ -1,5 +1,5 @@
 """The `augtrain` command: collect | validate | run | tune | evaluate | predict | export | explain | report |
-submit | status | logs | stop | list."""
+sign | submit | status | logs | stop | list."""
 
 from __future__ import annotations
 
@@ -16,17 +16,25 @@ from rich.markup import escape
 
 from augtrain.bundle import BundleError
 from augtrain.plan import PlanError
+from augtrain.signing import SignatureError
 from augtrain.sources import SourceError
 from augtrain.spec import Data, SpecError, dump_job, load_job
 from augtrain.storage import is_uri, join, open_input
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
-BAD_INPUT = (SpecError, SourceError, PlanError, BundleError)
+BAD_INPUT = (SpecError, SourceError, PlanError, BundleError, SignatureError)
+MESSAGE_LINE = 500  # characters: a message may quote input of any size
+PublicKey = Annotated[
+    Optional[Path],
+    typer.Option(envvar="AUGTRAIN_PUBLIC_KEY", help="refuse a bundle unless this public key (PEM) verifies its signature"),
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}")
+    lines = [line if len(line) <= MESSAGE_LINE else f"{line[:MESSAGE_LINE]}... ({len(line)} characters)"
+             for line in message.splitlines()[:50]]
+    console.print(f"[red]error:[/red] {escape(chr(10).join(lines))}")
     raise typer.Exit(code)
 
 
@@ -45,8 +53,8 @@ def _summary(collected) -> None:
     )
     if manifest["quarantined"]:
         reasons = pq.read_table(open_input(join(collected.path, "quarantine.parquet"))).column("reason").to_pylist()
-        for reason, n in Counter(r.split(":")[0] for r in reasons).most_common():
-            console.print(f"  quarantined {n}: {reason}")
+        for kind, n in Counter(r.split(":")[0] for r in reasons).most_common():  # a reason is "kind: detail"
+            console.print(f"  quarantined {n}: {kind}", markup=False)
 
 
 @app.command()
@@ -128,13 +136,14 @@ def _report(run_dir: Path) -> None:
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
     data: Annotated[Optional[str], typer.Option(help="another collected dataset, dir or URI (default: the run's own)")] = None,
+    public_key: PublicKey = None,
 ) -> None:
     """Re-evaluate a finished run's model on a test split (in this process, no Ray); writes
     RUN/evaluations/<dataset hash>.json."""
     from augtrain.run import reevaluate
 
     try:
-        out, metrics = reevaluate(run, data)
+        out, metrics = reevaluate(run, data, public_key)
     except BAD_INPUT as exc:
         _fail(str(exc))
     test = metrics["test"]
@@ -149,12 +158,14 @@ def predict(
         "predictions.parquet"
     ),
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+    public_key: PublicKey = None,
 ) -> None:
     """Batch inference with Ray Data: one row per input with the predicted class and class probabilities."""
     from augtrain.predict import predict as predict_source, quarantine_path
 
     try:
-        scored, rejected = predict_source(bundle, source, out, address, echo=lambda line: console.print(line, markup=False))
+        scored, rejected = predict_source(bundle, source, out, address, lambda line: console.print(line, markup=False),
+                                          public_key)
     except BAD_INPUT as exc:
         _fail(str(exc))
     console.print(f"predicted {scored} input(s) -> {out}", markup=False)
@@ -168,6 +179,7 @@ def export(
     format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="default: RUN/export/model.onnx or model.torchscript.pt")] = None,
     data: Annotated[Optional[str], typer.Option(help="collected dataset to check on, dir or URI (default: the run's own)")] = None,
+    public_key: PublicKey = None,
 ) -> None:
     """Export the model; written only if it reproduces the PyTorch logits on the whole test split."""
     from augtrain.bundle import load_bundle
@@ -177,7 +189,7 @@ def export(
     from augtrain.stream import read_split
 
     try:
-        bundle = load_bundle(run)
+        bundle = load_bundle(run, public_key)
         dataset = data or run_dataset(run)
         inputs, _ = read_split(dataset, read_manifest(dataset), bundle.stats, "test")
         out = out or run_dir_of(run) / "export" / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
@@ -198,12 +210,13 @@ def explain(
     out: Annotated[Path, typer.Option(help="folder for attributions.png and attributions.npz")] = Path("explain"),
     limit: Annotated[int, typer.Option(min=1, help="how many inputs (the first readable ones)")] = 8,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+    public_key: PublicKey = None,
 ) -> None:
     """Integrated Gradients attribution maps of the model's predicted class for the first inputs."""
     from augtrain.predict import explain_inputs
 
     try:
-        written = explain_inputs(bundle, source, out, limit, address)
+        written = explain_inputs(bundle, source, out, limit, address, public_key)
     except BAD_INPUT as exc:
         _fail(str(exc))
     console.print(f"attributions of {written} input(s) -> {out / 'attributions.png'}", markup=False)
@@ -217,6 +230,24 @@ def report(run: Annotated[Path, typer.Argument(help="a run dir")]) -> None:
     if not (run / "metrics.json").is_file():
         _fail(f"{run}: not a finished run dir (no metrics.json)")
     console.print(f"report: {write_report(run)}", markup=False)
+
+
+@app.command()
+def sign(
+    run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
+    key: Annotated[Path, typer.Option(help="elliptic-curve private key (PEM) to sign with")],
+) -> None:
+    """Sign a bundle (model-signing, offline): writes model/model.sig over every file of the bundle. Commands
+    given the public key (--public-key or AUGTRAIN_PUBLIC_KEY) then refuse it if anything changes."""
+    from augtrain.bundle import bundle_folder, load_bundle
+    from augtrain.signing import sign_bundle
+
+    try:
+        load_bundle(run)  # only a bundle that passes every check is worth a signature
+        signature = sign_bundle(bundle_folder(run), key)
+    except BAD_INPUT as exc:
+        _fail(str(exc))
+    console.print(f"signed: {signature}", markup=False)
 
 
 @app.command(name="tune")
@@ -242,7 +273,8 @@ def tune_command(
 
 
 ClusterAddress = Annotated[
-    Optional[str], typer.Option(help="the cluster's Ray dashboard, http://HEAD:8265 (default: RAY_ADDRESS)")
+    Optional[str],
+    typer.Option(help="the cluster's dashboard as `ray dashboard` forwards it, http://127.0.0.1:8265 (default: RAY_ADDRESS)"),
 ]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from augtrain.sources import Loaded, SourceError, load_source
 from augtrain.spec import Data
-from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, staging, subfolders
+from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, subfolders
 
 SPLITS = ("train", "val", "test")
 ROWS_PER_SHARD = 4096
@@ -26,6 +26,10 @@ ROWS_PER_SHARD = 4096
 # shard (600 MB) would augment on a single core. Shards hold at most this many bytes of samples.
 BYTES_PER_SHARD = 16 * 2**20
 FORMAT = 2  # 2: manifest has kind (image | sequence)
+KINDS = ("image", "sequence")
+DTYPES = ("uint8", "float32")
+MAX_SAMPLE_VALUES = 1 << 28  # larger than any sample data.max_pixels lets through
+HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,47 @@ def read_manifest(location: str | Path) -> dict:
     text = read_text(join(str(location), "manifest.json"))
     if text is None:
         raise SourceError(f"{location}: not a collected dataset (no manifest.json); run `augtrain collect` first")
-    return json.loads(text)
+    return parse_manifest(text, join(str(location), "manifest.json"))
+
+
+def parse_manifest(text: str, where: str) -> dict:
+    """A dataset manifest checked before any of its values is used: a dataset folder may come from anyone."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise SourceError(f"{where}: not valid JSON: {exc}") from None
+    problem = _manifest_problem(manifest) if isinstance(manifest, dict) else "not a JSON object"
+    if problem:
+        raise SourceError(f"{where}: {problem}")
+    return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    if not isinstance(manifest.get("hash"), str) or not HEX_DIGEST.fullmatch(manifest["hash"]):
+        return "hash is not a SHA-256 hex digest"
+    if manifest.get("kind") not in KINDS:
+        return f"kind must be one of {KINDS}"
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict) or not all(isinstance(c, dict) for c in counts.values()):
+        return "counts must map each split to its per-class counts"
+    return layout_problem(manifest) or classes_problem(manifest.get("classes"))
+
+
+def layout_problem(layout: dict) -> str | None:
+    """What is wrong with the `shape` and `dtype` of samples a file from elsewhere declares, if anything."""
+    shape = layout.get("shape")
+    if layout.get("dtype") not in DTYPES:
+        return f"dtype must be one of {DTYPES}"
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or not all(type(n) is int and n > 0 for n in shape)
+            or int(np.prod(shape)) > MAX_SAMPLE_VALUES):
+        return f"shape must be 1 to 3 positive whole numbers of at most {MAX_SAMPLE_VALUES} values in all"
+    return None
+
+
+def classes_problem(classes) -> str | None:
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of at least 2 names"
+    return None
 
 
 def split_files(location: str | Path, split: str) -> list[str]:
@@ -65,6 +109,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
     existing = read_text(join(out, "manifest.json"))
     if existing is None and (file_names(out) or subfolders(out)):
         raise SourceError(f"{out}: exists and is not a collected dataset; choose another output folder")
+    previous = parse_manifest(existing, join(out, "manifest.json")) if existing is not None else None
     loaded = load_source(data)
     if not loaded.samples:
         raise SourceError(f"{data.source}: no usable samples ({len(loaded.rejects)} quarantined)")
@@ -73,8 +118,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
     splits = _assign_splits(loaded, data)
     digest = _content_hash(loaded, splits, classes)
-    previous = json.loads(existing) if existing is not None else None
-    if previous and previous.get("hash") == digest:
+    if previous and previous["hash"] == digest:
         return Collected(out, previous, skipped=True)
     manifest = _write(out, loaded, splits, classes, digest, data, previous)
     return Collected(out, manifest, skipped=False)
@@ -118,22 +162,25 @@ def _assign_splits(loaded: Loaded, data: Data) -> np.ndarray:
 
 
 def _content_hash(loaded: Loaded, splits: np.ndarray, classes: list[str]) -> str:
+    """Of every sample, label and split, and of every reject: a new bad record is a new version."""
     digest = hashlib.sha256(json.dumps([FORMAT, classes]).encode())
     for id_, sample, label, split in zip(loaded.ids, loaded.samples, loaded.labels, splits):
         digest.update(f"{id_}\0{label}\0{split}\0{sample.dtype}{sample.shape}\0".encode())
         digest.update(np.ascontiguousarray(sample).tobytes())
+    digest.update(json.dumps(loaded.rejects).encode())
     return digest.hexdigest()
 
 
 def _write(
     out: str, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data, previous: dict | None
 ) -> dict:
-    """Write into a local staging dir, then swap it in (a URI: copy it there, the manifest last); the
-    `previous` version (its manifest) is kept beside it, as <out>@<hash>."""
-    local = staging(out)
-    fresh = local.with_name(f".{local.name}.staging-{os.getpid()}")
-    shutil.rmtree(fresh, ignore_errors=True)
-    fresh.mkdir(parents=True)
+    """Write into a new private folder (beside `out`, or under the temp dir for a URI), then swap it in
+    (a URI: copy it there, the manifest last); the `previous` version is kept beside it, as <out>@<hash>."""
+    if is_uri(out):
+        fresh = Path(tempfile.mkdtemp(prefix="augtrain-collect-"))
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.staging-", dir=Path(out).parent))
     index = {name: i for i, name in enumerate(classes)}
     counts = {}
     per_shard = max(1, min(ROWS_PER_SHARD, BYTES_PER_SHARD // max(sample.nbytes for sample in loaded.samples)))
@@ -174,13 +221,14 @@ def _write(
     (fresh / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if previous:
         move(out, f"{out.rstrip('/')}@{previous['hash'][:12]}")
-    elif not is_uri(out) and local.exists():
-        local.rmdir()
+    elif not is_uri(out) and Path(out).exists():
+        Path(out).rmdir()
     if is_uri(out):
         publish(fresh, out, last="manifest.json")
         shutil.rmtree(fresh)
     else:
-        fresh.rename(local)
+        fresh.chmod(0o755)  # mkdtemp made it owner-only while it was being written
+        fresh.rename(out)
     return manifest
 
 

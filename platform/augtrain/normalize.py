@@ -76,8 +76,11 @@ def _partial_sums(batch: dict, manifest: dict) -> dict:
 def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
     """Mean and std per channel of the train split, computed once per dataset and cached beside it."""
     cache = join(str(dataset_dir), "stats.json")
-    cached = json.loads(read_text(cache) or "{}")
-    if cached.get("hash") == manifest["hash"]:
+    try:
+        cached = json.loads(read_text(cache) or "{}")
+    except ValueError:  # a damaged cache is recomputed
+        cached = {}
+    if isinstance(cached, dict) and cached.get("hash") == manifest["hash"]:
         return cached
     parts = (
         ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])

@@ -22,6 +22,7 @@ import torch
 from augtrain.bundle import Bundle, load_bundle
 from augtrain.collect import decode_samples
 from augtrain.explain import explain_samples
+from augtrain.files import walk
 from augtrain.models import model_kind
 from augtrain.normalize import normalize
 from augtrain.run import cluster_cpus_gpus, start_ray
@@ -33,9 +34,9 @@ BATCH = 256
 class Predictor:
     """A Ray Data actor: loads (and verifies) the bundle once, then scores batches of encoded samples."""
 
-    def __init__(self, bundle_dir: str):
+    def __init__(self, bundle_dir: str, public_key: str | None):
         torch.set_num_threads(1)  # one actor per CPU
-        self.bundle = load_bundle(bundle_dir)
+        self.bundle = load_bundle(bundle_dir, public_key)
 
     def __call__(self, batch: dict, layout: dict) -> dict:
         good = batch["reason"] == ""
@@ -59,8 +60,8 @@ class Predictor:
 def _image_rows(batch: dict, data, shape: list[int]) -> dict:
     """Decode a batch of image files (Ray Data task); unreadable or misfit files carry their reason."""
     images, reasons = [], []
-    for path in batch["path"]:
-        image, reason = read_image(Path(path), data, shape[2], (shape[1], shape[0]))
+    for path, refused in zip(batch["path"], batch["refused"]):
+        image, reason = (None, refused) if refused else read_image(Path(path), data, shape[2], (shape[1], shape[0]))
         images.append(b"" if reason else image.tobytes())
         reasons.append(reason or "")
     return {"id": batch["id"], "label": batch["label"], "x": np.asarray(images, dtype=object),
@@ -70,14 +71,16 @@ def _image_rows(batch: dict, data, shape: list[int]) -> dict:
 def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict]:
     """Rows (id, label, x bytes, reason) of `source` as a Ray Data dataset, and the layout of x."""
     data = bundle.job.data.model_copy(update={"source": str(source)})
-    kind, shape = model_kind(bundle.job.model.name), bundle.manifest["shape"]
+    kind, shape = model_kind(bundle.job.model.name), bundle.shape
     if source.is_dir() and kind == "image":
-        # any file below the folder; a sub-folder name is taken as the true label
-        files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
+        # any file below the folder (links, FIFOs and devices refused as collect refuses them); a
+        # sub-folder name is taken as the true label
+        listing = walk(source, data.follow_links)
+        if not listing.files and not listing.rejects:
             raise SourceError(f"{source}: no files to predict")
-        items = [{"id": str(p.relative_to(source)), "path": str(p.resolve()),
-                  "label": p.relative_to(source).parts[0] if p.parent != source else ""} for p in files]
+        items = [{"id": id_, "path": str(path), "label": Path(id_).parts[0] if len(Path(id_).parts) > 1 else "",
+                  "refused": ""} for id_, path in listing.files]
+        items += [{"id": id_, "path": "", "label": "", "refused": reason} for id_, reason in listing.rejects]
         ds = ray.data.from_items(items).map_batches(
             _image_rows, fn_kwargs={"data": data, "shape": shape}, batch_format="numpy",
             batch_size=64, num_cpus=0.5,
@@ -96,16 +99,16 @@ def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict]:
 
 
 def predict(bundle_path: Path, source: Path, out: Path, address: str | None = None,
-            echo: Callable[[str], None] = print) -> tuple[int, int]:
+            echo: Callable[[str], None] = print, public_key: str | None = None) -> tuple[int, int]:
     """Write predictions for `source` to `out` and quarantined inputs beside it; return both counts."""
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path, public_key)
     start_ray(address)
     ds, layout = read_inputs(bundle, source)
     actors = max(1, int(cluster_cpus_gpus()[0]) - 1)  # one CPU is left to the decoding tasks
     echo(f"predicting {source} with {bundle.job.model.name} on up to {actors} actor(s)")
     scored = ds.map_batches(
         Predictor,
-        fn_constructor_kwargs={"bundle_dir": str(Path(bundle_path).resolve())},
+        fn_constructor_kwargs={"bundle_dir": str(Path(bundle_path).resolve()), "public_key": public_key},
         fn_kwargs={"layout": layout},
         batch_format="numpy", batch_size=BATCH, num_cpus=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
@@ -130,9 +133,10 @@ def quarantine_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.quarantine.parquet")
 
 
-def explain_inputs(bundle_path: Path, source: Path, out: Path, limit: int, address: str | None = None) -> int:
+def explain_inputs(bundle_path: Path, source: Path, out: Path, limit: int, address: str | None = None,
+                   public_key: str | None = None) -> int:
     """Attribution maps for the first `limit` readable inputs of `source`: out/attributions.png and .npz."""
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path, public_key)
     start_ray(address)
     ds, layout = read_inputs(bundle, source)
     rows = ds.filter(lambda row: row["reason"] == "").take(limit)

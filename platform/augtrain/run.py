@@ -205,16 +205,16 @@ def run_dataset(path: Path) -> str:
     return json.loads(metrics.read_text())["dataset"]["path"]
 
 
-def reevaluate(run: Path, dataset_dir: str | None = None) -> tuple[Path, dict]:
+def reevaluate(run: Path, dataset_dir: str | None = None, public_key: str | None = None) -> tuple[Path, dict]:
     """Score a run's bundle on the test split of its own dataset or of another collected one."""
-    bundle = load_bundle(run)
+    bundle = load_bundle(run, public_key)
     run = run_dir_of(run)
     dataset_dir = dataset_dir or run_dataset(run)
     manifest = read_manifest(dataset_dir)
-    if manifest["shape"] != bundle.manifest["shape"] or manifest["classes"] != bundle.classes:
+    if manifest["shape"] != bundle.shape or manifest["classes"] != bundle.classes:
         raise SourceError(
             f"{dataset_dir}: samples {manifest['shape']} with classes {manifest['classes']} do not fit the "
-            f"model ({bundle.manifest['shape']}, classes {bundle.classes})"
+            f"model ({bundle.shape}, classes {bundle.classes})"
         )
     logits, labels = predict_logits(bundle.model, iter_split(dataset_dir, manifest, bundle.stats, "test"))
     metrics = {

@@ -11,11 +11,65 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from augtrain.storage import URI_SCHEMES, is_uri
+from augtrain.storage import URI_SCHEMES, check_name, is_uri
+
+# A job file is written by a person: these bound what a hostile or broken one can make the parser do.
+MAX_JOB_BYTES = 1 << 20
+MAX_DEPTH = 32  # nested mappings and lists
+MAX_VALUES = 20_000  # every value counted as often as YAML aliases repeat it
 
 
 class SpecError(ValueError):
     """A job file that cannot run; the message lists every bad field by dotted path."""
+
+
+class _JobLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value[:80]!r}", key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, origin: str) -> Any:
+    """Plain data from YAML text, bounded in nesting and in size after aliases expand."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_JobLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError(f"{origin}:{event.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        loader = _JobLoader(text)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{origin}: not valid YAML: {exc}") from None
+    _check_size(raw, origin)
+    return raw
+
+
+def _check_size(raw: Any, origin: str) -> None:
+    """Refuse data that aliases expand past MAX_VALUES values or MAX_DEPTH levels (a "billion laughs")."""
+    stack, count = [(raw, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES or depth > MAX_DEPTH:
+            raise SpecError(f"{origin}: expands to more than {MAX_VALUES} values or {MAX_DEPTH} levels (YAML aliases?)")
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((value, depth + 1) for _, value in children)
 
 
 class Section(BaseModel):
@@ -28,6 +82,13 @@ def known_scheme(location: str | None) -> str | None:
     if scheme and scheme not in URI_SCHEMES:
         raise ValueError(f"{location}: pyarrow opens {', '.join(s + '://' for s in URI_SCHEMES)} URIs, not {scheme}://")
     return location
+
+
+def ucr_name(source: str) -> str:
+    """`ucr:NAME` names a dataset, never a path."""
+    if source.startswith("ucr:"):
+        check_name(source.removeprefix("ucr:"), "the UCR/UEA dataset name")
+    return source
 
 
 class Data(Section):
@@ -47,11 +108,15 @@ class Data(Section):
     resize: tuple[int, int] | None = None
     channels: Literal[1, 3] | None = None
     max_pixels: int = Field(40_000_000, gt=0, description="larger images are quarantined as decompression bombs")
+    follow_links: bool = Field(
+        False, description="follow symlinks (and table paths) that lead outside the source folder; off: quarantined"
+    )
     test_size: float = Field(0.2, gt=0, lt=1)
     val_size: float = Field(0.1, gt=0, lt=1)
     seed: int = 0
 
     _path = field_validator("path")(known_scheme)
+    _source = field_validator("source")(ucr_name)
 
 
 class Transform(BaseModel):
@@ -143,6 +208,7 @@ class Run(Section):
     mlflow: bool = Field(False, description="also log the run to MLflow (MLFLOW_TRACKING_URI, default <storage_path>/mlruns)")
 
     _storage_path = field_validator("storage_path")(known_scheme)
+    _name = field_validator("name")(check_name)
 
 
 DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}
@@ -268,7 +334,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
             raise SpecError(f"bad override {item!r}: expected dotted.path=value")
-        set_dotted(raw, key, yaml.safe_load(value))
+        set_dotted(raw, key, read_yaml(value, f"override {key}"))
     return raw
 
 
@@ -277,6 +343,8 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
+    if len(message) > 300:  # a message may quote the offending value, which can be any size
+        message = f"{message[:300]}... ({len(message)} characters)"
     return f"{path}: {message}" if path else message
 
 
@@ -295,11 +363,21 @@ def load_job(path: str | Path, overrides: list[str] = ()) -> Job:
     """Read a job YAML file, apply dotted overrides, validate."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as file:
+            data = file.read(MAX_JOB_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such job file") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: a folder, not a job file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the job file: {exc.strerror}") from None
+    if len(data) > MAX_JOB_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_JOB_BYTES} bytes; a job file is a few lines of YAML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x})") from None
+    raw = read_yaml(text, str(path))
     if isinstance(raw, dict):
         raw = apply_overrides(raw, list(overrides))
     return parse_job(raw, str(path))

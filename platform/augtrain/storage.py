@@ -10,7 +10,6 @@ dataset being collected, are written to a local staging folder and copied to the
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import tempfile
 from pathlib import Path
@@ -42,6 +41,19 @@ def join(location: str, *parts: str) -> str:
     if is_uri(location):
         return "/".join([location.rstrip("/"), *parts])
     return str(Path(location, *parts).resolve())
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """`name` if it is one plain path component; a name from outside (a run, dataset or trial name) must
+    never place a file outside its parent folder."""
+    if not name or name in {".", ".."} or any(c in name for c in "/\\\0") or len(name.encode(errors="replace")) > 255:
+        raise ValueError(f"{what} {name[:80]!r} is not a plain file name (no '/', '\\', NUL, '.' or '..')")
+    return name
+
+
+def child(location: str, name: str, what: str = "name") -> str:
+    """`location/name` for a `name` from outside, checked by `check_name`."""
+    return join(location, check_name(name, what))
 
 
 def _names(location: str, kind: pafs.FileType) -> list[str]:
@@ -81,11 +93,13 @@ def write_text(location: str, text: str) -> None:
 
 
 def staging(location: str) -> Path:
-    """The local folder where a run or dataset kept at `location` is written (the folder itself if local)."""
+    """The local folder where a run or dataset kept at `location` is written: the folder itself if local,
+    else a new private folder (owner-only, unpredictable name) under the temp dir, never one that a
+    link planted there could redirect."""
     if not is_uri(location):
         return Path(location)
-    digest = hashlib.sha1(location.encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir(), "augtrain-staging", digest, location.rstrip("/").rsplit("/", 1)[-1])
+    name = check_name(location.rstrip("/").rsplit("/", 1)[-1], "the last part of the URI")
+    return Path(tempfile.mkdtemp(prefix="augtrain-staging-"), name)
 
 
 def publish(local: Path, location: str, last: str | None = None) -> None:

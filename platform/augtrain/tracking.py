@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from augtrain.spec import Job, flatten
-from augtrain.storage import staging
+from augtrain.storage import is_uri
 
 
 def log_run(run_dir: Path, job: Job, metrics: dict) -> str:
     """Log the run to MLFLOW_TRACKING_URI, or by default to a local file store at <storage_path>/mlruns
-    (for a URI storage_path: under its local staging folder, see augtrain.storage).
+    (for a URI storage_path: in the run dir, which is copied there with the run).
 
     MLflow 3 keeps the file store in maintenance mode behind an opt-in; augtrain opts in for its
     default only, so a local run needs no database or server. Returns the MLflow run id.
@@ -20,7 +20,8 @@ def log_run(run_dir: Path, job: Job, metrics: dict) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (staging(job.run.storage_path).resolve() / "mlruns").as_uri()
+    store = run_dir if is_uri(job.run.storage_path) else Path(job.run.storage_path)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (store.resolve() / "mlruns").as_uri()
     if uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(uri)

@@ -11,7 +11,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from augtrain.plan import Plan
 from augtrain.spec import Job, parse_job, set_dotted
-from augtrain.storage import join
+from augtrain.storage import child
 from augtrain.stream import Dataset, configure_data
 from augtrain.train import fit
 
@@ -31,7 +31,7 @@ def run_trial(config: dict, base: Job, data: Dataset, plan: Plan, trials: str) -
     """
     configure_data(progress_bars=False)
     job = trial_job(base, config)
-    storage = join(trials, tune.get_context().get_trial_id())
+    storage = child(trials, tune.get_context().get_trial_id(), "trial id")
     result = fit(job, data, plan, storage, callbacks=[TuneReportCallback()])
     if result.error:
         raise result.error

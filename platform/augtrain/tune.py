@@ -19,7 +19,7 @@ from augtrain.run import (  # noqa: E402
     check_shared, cluster_cpus_gpus, evaluate_run, new_run_location, open_run_dir, prepare_dataset,
 )
 from augtrain.spec import Job, SpecError  # noqa: E402
-from augtrain.storage import fetch, is_folder, is_uri, join, publish, subfolders  # noqa: E402
+from augtrain.storage import child, fetch, is_folder, is_uri, join, publish, subfolders  # noqa: E402
 from augtrain.stream import Dataset  # noqa: E402
 from augtrain.train import REPORTED, ranking  # noqa: E402
 from augtrain.trial import run_trial, trial_job  # noqa: E402
@@ -135,7 +135,7 @@ def export_best(run_dir: Path, location: str, job: Job, data: Dataset, plan: Pla
         raise RuntimeError(f"no trial reported {job.tune.metric}; see {join(location, EXPERIMENT)}")
     best = max(scored, key=ranking(job.tune.metric, job.tune.mode))
     best_job = trial_job(job, {path: best[path] for path in job.tune.space})
-    checkpoint = run_dir / "train" / Path(best["checkpoint"]).name
+    checkpoint = Path(child(str(run_dir / "train"), Path(best["checkpoint"]).name, "checkpoint name"))
     fetch(location, best["checkpoint"], checkpoint)
     echo(f"best trial {best['trial']}: {job.tune.metric} {best[job.tune.metric]:.4f} with "
          + ", ".join(f"{p}={best[p]}" for p in job.tune.space))

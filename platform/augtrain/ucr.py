@@ -12,21 +12,40 @@ from pathlib import Path
 
 import numpy as np
 
+from augtrain.files import read_bytes
+
 BOOLEAN_TAGS = {"timestamps", "missing", "univariate", "equallength", "classlabel"}
 TAGS = BOOLEAN_TAGS | {"problemname", "dimensions", "serieslength", "targetlabel", "data"}
 
 
 class ArchiveError(ValueError):
-    """A UCR/UEA file that cannot be read; the message names the file and line."""
+    """A UCR/UEA file that cannot be read as a whole; the message names the file and line."""
+
+
+class BadLine(ValueError):
+    """One data line that cannot be read: it is quarantined, the rest of the file is read."""
 
 
 @dataclass
 class Series:
-    """One file's series: each (T_i, C) float32 (NaN where a value is missing) with its label and line."""
+    """One file's series: each (T_i, C) float32 (NaN where a value is missing) with its label and line,
+    and the data lines refused as (line, reason)."""
 
     values: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+
+    def read(self, line: int, parse) -> None:
+        """Add the (values, label) that `parse()` makes of data line `line`, or quarantine it."""
+        try:
+            values, label = parse()
+        except BadLine as exc:
+            self.rejects.append((line, str(exc)))
+            return
+        self.values.append(values)
+        self.labels.append(label)
+        self.lines.append(line)
 
 
 def find_dataset(name: str, archive: str | Path | None) -> tuple[Path, Path]:
@@ -47,14 +66,34 @@ def find_dataset(name: str, archive: str | Path | None) -> tuple[Path, Path]:
 
 
 def read_series(path: Path) -> Series:
-    """Read a `.ts` or `.tsv` archive file."""
-    text = path.read_text()
-    if not text.strip():
+    """Read a `.ts` or `.tsv` archive file; a bad data line is quarantined, a bad header fails the file."""
+    try:
+        lines = _lines(read_bytes(path))
+    except OSError as exc:
+        raise ArchiveError(f"{path}: {exc.strerror or exc}") from None
+    if not any(row.strip() for row in lines if isinstance(row, str)):
         raise ArchiveError(f"{path}: empty file")
-    return _read_ts(path, text) if path.suffix == ".ts" else _read_tsv(path, text)
+    return _read_ts(path, lines) if path.suffix == ".ts" else _read_tsv(lines)
 
 
-def _numbers(path: Path, line: int, fields: list[str]) -> np.ndarray:
+def _lines(data: bytes) -> list[str | UnicodeDecodeError]:
+    """Each line decoded as UTF-8, or the error that names its bad byte."""
+    out = []
+    for row in data.splitlines():
+        try:
+            out.append(row.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            out.append(exc)
+    return out
+
+
+def _text(row: str | UnicodeDecodeError) -> str:
+    if isinstance(row, UnicodeDecodeError):
+        raise BadLine(f"not valid UTF-8: byte {row.start + 1} is {row.object[row.start]:#04x}")
+    return row
+
+
+def _numbers(fields: list[str]) -> np.ndarray:
     values = np.empty(len(fields), dtype=np.float32)
     for i, value in enumerate(fields):
         value = value.strip()
@@ -63,26 +102,28 @@ def _numbers(path: Path, line: int, fields: list[str]) -> np.ndarray:
             continue
         try:
             values[i] = float(value)
-        except ValueError:
-            raise ArchiveError(f"{path}:{line}: non-numeric value {value!r} (field {i + 1})") from None
+        except (ValueError, OverflowError):
+            raise BadLine(f"non-numeric value: {value[:40]!r} (field {i + 1})") from None
     return values
 
 
-def _read_tsv(path: Path, text: str) -> Series:
+def _read_tsv(lines: list) -> Series:
     out = Series()
-    for line, row in enumerate(text.splitlines(), start=1):
-        if not row.strip():
+    for line, row in enumerate(lines, start=1):
+        if isinstance(row, str) and not row.strip():
             continue
-        label, *fields = row.strip().split("\t") if "\t" in row else row.strip().split(",")
-        values = _numbers(path, line, fields)
-        # UCR 2018 pads shorter series with trailing NaN
-        valid = np.flatnonzero(~np.isnan(values))
-        if len(valid) == 0:
-            raise ArchiveError(f"{path}:{line}: no values")
-        out.values.append(values[: valid[-1] + 1, None])
-        out.labels.append(label.strip().removesuffix(".0") if _is_number(label) else label.strip())
-        out.lines.append(line)
+        out.read(line, lambda: _tsv_row(_text(row)))
     return out
+
+
+def _tsv_row(row: str) -> tuple[np.ndarray, str]:
+    label, *fields = row.strip().split("\t") if "\t" in row else row.strip().split(",")
+    values = _numbers(fields)
+    # UCR 2018 pads shorter series with trailing NaN
+    valid = np.flatnonzero(~np.isnan(values))
+    if len(valid) == 0:
+        raise BadLine("no values")
+    return values[: valid[-1] + 1, None], label.strip().removesuffix(".0") if _is_number(label) else label.strip()
 
 
 def _is_number(value: str) -> bool:
@@ -93,11 +134,14 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def _header(path: Path, lines: list[str]) -> tuple[dict, int]:
+def _header(path: Path, lines: list) -> tuple[dict, int]:
     """The @tags up to @data as {tag: value}, and the index of the first data line."""
     header: dict = {}
     for i, row in enumerate(lines):
-        row = row.strip()
+        try:
+            row = _text(row).strip()
+        except BadLine as exc:
+            raise ArchiveError(f"{path}:{i + 1}: {exc}") from None
         if not row or row.startswith("#"):
             continue
         if not row.startswith("@"):
@@ -105,13 +149,13 @@ def _header(path: Path, lines: list[str]) -> tuple[dict, int]:
         tag, _, value = row[1:].partition(" ")
         tag, value = tag.lower(), value.strip()
         if tag not in TAGS:
-            raise ArchiveError(f"{path}:{i + 1}: unknown header tag @{tag}")
+            raise ArchiveError(f"{path}:{i + 1}: unknown header tag @{tag[:40]}")
         if tag == "data":
             return header, i + 1
         if tag in BOOLEAN_TAGS:
             flag, _, rest = value.partition(" ")
             if flag.lower() not in {"true", "false"}:
-                raise ArchiveError(f"{path}:{i + 1}: @{tag} must be true or false, got {value!r}")
+                raise ArchiveError(f"{path}:{i + 1}: @{tag} must be true or false, got {value[:40]!r}")
             header[tag] = flag.lower() == "true"
             if tag == "classlabel":
                 header["classes"] = rest.split()
@@ -119,42 +163,44 @@ def _header(path: Path, lines: list[str]) -> tuple[dict, int]:
                     raise ArchiveError(f"{path}:{i + 1}: @classLabel true lists no class labels")
         elif tag in {"dimensions", "serieslength"}:
             if not value.isdigit():
-                raise ArchiveError(f"{path}:{i + 1}: @{tag} must be a whole number, got {value!r}")
+                raise ArchiveError(f"{path}:{i + 1}: @{tag} must be a whole number, got {value[:40]!r}")
             header[tag] = int(value)
         else:
             header[tag] = value
     raise ArchiveError(f"{path}: no @data line (the header never ends)")
 
 
-def _read_ts(path: Path, text: str) -> Series:
-    lines = text.splitlines()
+def _read_ts(path: Path, lines: list) -> Series:
     header, first = _header(path, lines)
     if header.get("timestamps"):
         raise ArchiveError(f"{path}: @timeStamps true is not supported")
     if not header.get("classlabel"):
         raise ArchiveError(f"{path}: no class labels (@classLabel false); augtrain classifies")
-    classes, dims = set(header["classes"]), header.get("dimensions")
+    classes = set(header["classes"])
+    # @dimensions, else the first data line, sets how many dimensions every line has
+    dims = header.get("dimensions") or next(
+        (row.count(":") for row in lines[first:] if isinstance(row, str) and row.strip() and ":" in row), None
+    )
     out = Series()
     for i in range(first, len(lines)):
-        row, line = lines[i].strip(), i + 1
-        if not row or row.startswith("#"):
+        if isinstance(lines[i], str) and (not lines[i].strip() or lines[i].strip().startswith("#")):
             continue
-        *channels, label = row.split(":")
-        label = label.strip()
-        if not channels:
-            raise ArchiveError(f"{path}:{line}: expected values:label")
-        if dims is None:
-            dims = len(channels)
-        if len(channels) != dims:
-            raise ArchiveError(f"{path}:{line}: {len(channels)} dimension(s), expected {dims} as in earlier lines")
-        if label not in classes:
-            raise ArchiveError(f"{path}:{line}: label {label!r} is not in @classLabel {sorted(classes)}")
-        series = [_numbers(path, line, c.split(",")) for c in channels]
-        if len({len(s) for s in series}) > 1:
-            raise ArchiveError(f"{path}:{line}: dimensions of one series differ in length")
-        out.values.append(np.stack(series, axis=1))
-        out.labels.append(label)
-        out.lines.append(line)
-    if not out.values:
+        out.read(i + 1, lambda: _ts_row(_text(lines[i]), dims, classes))
+    if not out.values and not out.rejects:
         raise ArchiveError(f"{path}: no series after @data")
     return out
+
+
+def _ts_row(row: str, dims: int | None, classes: set[str]) -> tuple[np.ndarray, str]:
+    *channels, label = row.strip().split(":")
+    label = label.strip()
+    if not channels:
+        raise BadLine("malformed: expected values:label")
+    if len(channels) != dims:
+        raise BadLine(f"wrong dimensions: {len(channels)}, expected {dims}")
+    if label not in classes:
+        raise BadLine(f"unknown label: {label[:40]!r} is not in @classLabel")
+    series = [_numbers(c.split(",")) for c in channels]
+    if len({len(s) for s in series}) > 1:
+        raise BadLine("malformed: dimensions of one series differ in length")
+    return np.stack(series, axis=1), label

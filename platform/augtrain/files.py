@@ -1,0 +1,132 @@
+"""Input files from a folder nobody vouches for: listed without following what should not be followed,
+opened only when they are regular files.
+
+Every entry that is not read becomes a (id, reason) pair for the quarantine, never a silent skip:
+broken links, links that lead out of the folder (unless the user allows it), link loops, FIFOs,
+sockets and devices (never opened: opening a FIFO blocks), names that are not valid UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+MAX_TEXT_BYTES = 1 << 30  # a text source (.ts, .tsv) is read whole; larger ones are refused
+
+
+@dataclass
+class Listing:
+    """The regular files below a folder, sorted, each with its display id, and the entries refused."""
+
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (id relative to the root, path)
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+
+
+def display(path: Path | str) -> str:
+    """A path as text that always encodes: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def walk(root: Path, follow_links: bool = False) -> Listing:
+    """Every entry below `root`: regular files to read, the rest refused with a reason.
+
+    A symlink is followed only when its target lies inside `root`, or anywhere with `follow_links`;
+    a folder reached twice (a link loop) is refused.
+    """
+    root = root.resolve()
+    out = Listing()
+    seen = {(root.stat().st_dev, root.stat().st_ino)}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            names = sorted(entries, key=lambda entry: os.fsencode(entry.name))
+        for entry in names:
+            path = Path(entry.path)
+            id_ = display(path.relative_to(root))
+            reason = _refusal(entry, path, root, follow_links)
+            if reason:
+                out.rejects.append((id_, reason))
+                continue
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    out.rejects.append((id_, "symlink loop: a folder reached twice"))
+                else:
+                    seen.add((info.st_dev, info.st_ino))
+                    stack.append(path)
+            elif stat.S_ISREG(info.st_mode):
+                out.files.append((id_, path))
+            else:
+                out.rejects.append((id_, f"not a regular file: {_kind(info.st_mode)}"))
+    out.files.sort(key=lambda item: item[0])
+    return out
+
+
+def _refusal(entry: os.DirEntry, path: Path, root: Path, follow_links: bool) -> str | None:
+    """Why an entry is not listed (bad name, broken or escaping link), or None."""
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8"
+    if not entry.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return f"broken symlink: {display(os.readlink(path))}"
+    if not follow_links and not target.is_relative_to(root):
+        return f"symlink outside the source folder: {display(target)} (data.follow_links: true allows it)"
+    return None
+
+
+def inside(root: Path, name: str, follow_links: bool = False) -> tuple[Path | None, str | None]:
+    """The file a table row names relative to `root`, or (None, why it is refused)."""
+    candidate = root / name
+    if Path(name).is_absolute():
+        return None, f"outside the source folder: absolute path {display(name)}"
+    try:
+        target = candidate.resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None, "file not found"
+    if not follow_links and not target.is_relative_to(root.resolve()):
+        return None, f"outside the source folder: {display(name)} (data.follow_links: true allows it)"
+    mode = target.stat().st_mode
+    if not stat.S_ISREG(mode):
+        return None, f"not a regular file: {'folder' if stat.S_ISDIR(mode) else _kind(mode)}"
+    return candidate, None
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file (checked on the open file: a FIFO swapped in
+    after listing is refused without blocking), else OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(f"{display(path)}: not a regular file ({_kind(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else OSError."""
+    with open_regular(path) as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{display(path)}: larger than {limit} bytes")
+    return data
