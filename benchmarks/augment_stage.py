@@ -18,13 +18,15 @@ import pyarrow.parquet as pq
 import ray
 from sklearn.datasets import load_digits, load_sample_images
 
-from augtrain.augment import augment_images, build_pipeline
-from augtrain.collect import collect, decode_samples, split_files
-from augtrain.normalize import model_input, normalize
-from augtrain.plan import plan_resources
-from augtrain.run import start_ray
-from augtrain.spec import Data, Scaling
-from augtrain.stream import split_dataset
+from augtrain.modalities.image.augment import augment_images, build_pipeline
+from augtrain.data.collect import collect
+from augtrain.data.format import decode_samples, split_files
+from augtrain.data.normalize import normalize
+from augtrain.modalities import modality
+from augtrain.training.plan import plan_resources
+from augtrain.training.runtime import start_ray
+from augtrain.config.spec import Data, WorkerScaling
+from augtrain.data.stream import split_dataset
 from common import record
 
 TRANSFORMS = [
@@ -81,14 +83,14 @@ def augtrain_stage(dataset: str, manifest: dict, stats: dict, plan) -> int:
     """Ray Data workers decode and augment; the consumer normalizes each batch, as a trainer's collate does."""
     ds = split_dataset(dataset, manifest, stats, "train", plan, TRANSFORMS)
     batches = ds.iter_batches(batch_size=BATCH, batch_format="numpy")
-    return sum(len(model_input(batch["x"], stats, manifest["kind"])) for batch in batches)
+    return sum(len(modality(manifest["kind"]).model_input(batch["x"], stats)) for batch in batches)
 
 
 def main() -> None:
     start_ray()
     cpus = ray.cluster_resources()["CPU"]
     # the stage alone (no trainer): Ray Data may use the whole machine, as the plain loop does
-    plan = plan_resources(Scaling(), cpus)  # for its task size
+    plan = plan_resources(WorkerScaling(), cpus)  # for its task size
     ray.data.DataContext.get_current().execution_options.resource_limits = ray.data.ExecutionResources(cpu=cpus)
     cases = [("augment_stage_digits", digits_images(20_000)), ("augment_stage_224rgb", photo_crops(2_000))]
     wanted = sys.argv[1:] or [name for name, _ in cases]

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-from augtrain.augment import build_pipeline
-from augtrain.spec import load_job
+from augtrain.modalities.image.augment import build_pipeline
+from augtrain.config.spec import load_job
 from common import record
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ def loaded_by_import(module: str, heavy: list[str]) -> list[str]:
 def ray_session():
     import ray
 
-    from augtrain.run import start_ray
+    from augtrain.training.runtime import start_ray
 
     start_ray()
     yield ray
@@ -49,7 +49,7 @@ def smoke_run(tmp_path, job, command="run", *extra):
     from typer.testing import CliRunner
 
     from augtrain.cli import app
-    from augtrain.spec import load_job
+    from augtrain.config.spec import load_job
 
     result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
     assert result.exit_code == 0, result.output

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from augtrain.sources import SourceError, load_source, read_image
-from augtrain.spec import Data
+from augtrain.data.sources import SourceError
+from augtrain.modalities import read_source
+from augtrain.modalities.image.read import read_image
+from augtrain.config.spec import Data
 
 BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x00"]
 
@@ -87,7 +89,7 @@ def outcome(path: Path, resize: bool) -> list[str]:
     """What the readers make of one file: per record "sample" or "quarantined: <kind>", or "refused"."""
     if path.suffix == ".ts":
         try:
-            loaded = load_source(Data(source=str(path)))
+            _, loaded = read_source(Data(source=str(path)))
         except SourceError:
             return ["refused"]
         return ["sample"] * len(loaded.samples) + [f"quarantined: {r.split(':')[0]}" for _, r in loaded.rejects]

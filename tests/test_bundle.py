@@ -11,11 +11,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from augtrain.bundle import FILES, WEIGHTS, BundleError, _sha256, export_bundle, load_bundle
+from augtrain.artifacts.bundle import FILES, BundleError, _sha256, export_bundle, load_bundle
+from augtrain.training.checkpoint import WEIGHTS
 from augtrain.cli import app
-from augtrain.models import build_model
-from augtrain.signing import SignatureError
-from augtrain.spec import parse_job
+from augtrain.modalities import build_model
+from augtrain.artifacts.signing import SignatureError
+from augtrain.config.spec import parse_job
 
 DATASET = {"classes": [str(i) for i in range(10)], "hash": "ab" * 32, "shape": [8, 8, 1], "dtype": "uint8"}
 STATS = {"mean": [0.3], "std": [0.4], "hash": "ab" * 32}

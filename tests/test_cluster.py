@@ -14,10 +14,12 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
-from augtrain.models import build_model
-from augtrain.run import check_shared, run_job, start_ray
-from augtrain.spec import load_job
-from augtrain.train import load_weights
+from augtrain.modalities import build_model
+from augtrain.recipes.rundir import check_shared
+from augtrain.recipes.run import run_job
+from augtrain.training.runtime import start_ray
+from augtrain.config.spec import load_job
+from augtrain.training.checkpoint import load_weights
 from conftest import JOBS_DIR
 
 JOB = JOBS_DIR / "digits_cnn.yaml"

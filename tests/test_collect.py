@@ -8,9 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from augtrain.collect import collect, decode_samples, read_manifest, split_files
-from augtrain.sources import SourceError
-from augtrain.spec import Data
+from augtrain.data.collect import collect
+from augtrain.data.format import decode_samples, read_manifest, split_files
+from augtrain.data.sources import SourceError
+from augtrain.config.spec import Data
 
 
 def write_digit_folder(root, digits, per_class=12, classes=(0, 1, 2), mode="L"):

@@ -3,11 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-from augtrain.explain import attribute, plot_attributions
-from augtrain.models import build_model
-from augtrain.normalize import SERIES, normalize, to_unit
-from augtrain.sources import load_source
-from augtrain.spec import Data
+from augtrain.artifacts.explain import attribute, plot_attributions
+from augtrain.modalities import build_model
+from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.modalities import read_source
+from augtrain.config.spec import Data
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,7 +70,7 @@ def digits_cnn(digits):
 
 @pytest.fixture(scope="module")
 def gunpoint():
-    loaded = load_source(Data(source="ucr:GunPoint"))
+    loaded = read_source(Data(source="ucr:GunPoint"))[1]
     x = normalize(np.stack(loaded.samples), SERIES)
     y = np.asarray([int(label) - 1 for label in loaded.labels], dtype=np.int64)
     test = np.asarray(loaded.test)

@@ -11,12 +11,12 @@ from safetensors.torch import save_file
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from augtrain.bundle import export_bundle, load_bundle
-from augtrain.export import FORMATS, TOLERANCE, ExportError, export_model
-from augtrain.models import build_model
-from augtrain.normalize import SERIES, normalize, to_unit
-from augtrain.sources import load_source
-from augtrain.spec import Data, parse_job
+from augtrain.artifacts.bundle import export_bundle, load_bundle
+from augtrain.artifacts.export import FORMATS, TOLERANCE, ExportError, export_model
+from augtrain.modalities import build_model
+from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.modalities import read_source
+from augtrain.config.spec import Data, parse_job
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -70,7 +70,7 @@ def logits_of(model, x):
 @pytest.fixture(scope="module")
 def digits_cnn(tmp_path_factory):
     """The CNN trained on sklearn digits, as a bundle, with its 360 normalized held-out images."""
-    loaded = load_source(Data(source="sklearn-digits"))
+    loaded = read_source(Data(source="sklearn-digits"))[1]
     images, labels = np.stack(loaded.samples), np.array(loaded.labels, dtype=np.int64)
     train, test, y_train, y_test = train_test_split(images, labels, test_size=360, stratify=labels, random_state=0)
     unit = to_unit(train)
@@ -84,7 +84,7 @@ def digits_cnn(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gunpoint():
     """GunPoint's series (N, 150, 1) with labels 0/1 and its own train/test split."""
-    loaded = load_source(Data(source="ucr:GunPoint"))
+    loaded = read_source(Data(source="ucr:GunPoint"))[1]
     classes = sorted(set(loaded.labels))
     series = np.stack(loaded.samples)
     labels = np.array([classes.index(label) for label in loaded.labels], dtype=np.int64)

@@ -9,16 +9,17 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from augtrain.cli import app
-from augtrain.collect import collect, split_files
-from augtrain.kfold import SCORES, assign_folds
-from augtrain.stream import Dataset
-from augtrain.spec import Data, SpecError, load_job
+from augtrain.data.collect import collect
+from augtrain.data.format import split_files
+from augtrain.recipes.kfold import SCORES, assign_folds
+from augtrain.data.stream import CollectedData
+from augtrain.config.spec import Data, SpecError, load_job
 from conftest import JOBS_DIR
 
 
 def test_folds_partition_train_and_val_stratified_and_seeded(tmp_path):
     collected = collect(Data(source="sklearn-digits"), tmp_path / "digits")
-    data = Dataset(collected.path, collected.manifest, {})
+    data = CollectedData(collected.path, collected.manifest, {})
     folds = assign_folds(data, 5, seed=0)
     pool = sum(collected.manifest["counts"][split][c] for split in ("train", "val") for c in collected.manifest["classes"])
     held_out = np.concatenate([val for _, val in folds])
@@ -39,7 +40,7 @@ def test_folds_partition_train_and_val_stratified_and_seeded(tmp_path):
 
 def test_too_many_folds_for_a_rare_class_is_refused(tmp_path):
     collected = collect(Data(source="ucr:GunPoint"), tmp_path / "gunpoint")
-    data = Dataset(collected.path, collected.manifest, {})
+    data = CollectedData(collected.path, collected.manifest, {})
     with pytest.raises(SpecError, match=r"eval.kfold: 30 folds need 30 train\+val samples of every class"):
         assign_folds(data, 30, seed=0)
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from augtrain.models import MODELS, build_model, check_model
+from augtrain.modalities import build_model, check_model, for_model
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 3), (13, 9, 1)])
@@ -17,7 +17,7 @@ def test_cnn_is_the_classic_stack():
 
 
 def test_registry_checks():
-    assert "cnn" in MODELS
+    assert "cnn" in for_model("cnn").models()
     with pytest.raises(ValueError, match="unknown model 'vit'"):
         check_model("vit", {})
 

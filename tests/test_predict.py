@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from augtrain.cli import app
-from augtrain.collect import decode_samples, read_manifest, split_files
-from augtrain.ucr import find_dataset
+from augtrain.data.format import decode_samples, read_manifest, split_files
+from augtrain.modalities.sequence.ucr import find_dataset
 from test_sources import short_ihdr_png
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augtrain import evaluate
-from augtrain.collect import collect
-from augtrain.normalize import SERIES
-from augtrain.report import write_report
-from augtrain.spec import dump_job, parse_job
+from augtrain.evaluation import metrics as evaluate
+from augtrain.data.collect import collect
+from augtrain.data.normalize import SERIES
+from augtrain.artifacts.report import write_report
+from augtrain.config.spec import dump_job, parse_job
 
 CORE = ["spec", "data", "curves", "test", "files"]
 EVERY = ["spec", "data", "curves", "test", "kfold", "tuning", "attributions", "files"]
@@ -50,7 +50,7 @@ def tiny_run(tmp_path, kind="image", extras=False):
     labels = np.arange(12) % 3
     history = [{"epoch": e, "train_loss": 1 / (e + 1), "train_accuracy": 0.3 * e, "val_loss": 1.2 / (e + 1),
                 "val_accuracy": 0.25 * e, "lr": 1e-3, "restarts": 0} for e in range(3)]
-    metrics = {"test": evaluate.test_metrics(labels, np.roll(labels, 1), list(classes)),
+    metrics = {"test": evaluate.classification_metrics(labels, np.roll(labels, 1), list(classes)),
                "dataset": {"path": str(dataset)}, "selected": "best", "best_epoch": 2, "history": history}
     if extras:
         add_extras(run, metrics)

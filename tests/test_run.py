@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from augtrain.cli import app
-from augtrain.models import build_model
-from augtrain.run import run_job
-from augtrain.spec import load_job
-from augtrain.train import load_weights
+from augtrain.modalities import build_model
+from augtrain.recipes.run import run_job
+from augtrain.config.spec import load_job
+from augtrain.training.checkpoint import load_weights
 from conftest import smoke
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))

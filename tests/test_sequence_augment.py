@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from augtrain.augment import check_transform
-from augtrain.sequence_augment import TRANSFORMS, SequencePipeline, resample, series_lengths, smooth_curve
+from augtrain.modalities import check_transform
+from augtrain.modalities.sequence.augment import TRANSFORMS, SequencePipeline, resample, series_lengths, smooth_curve
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_smooth_curve_passes_through_its_knots_and_resample_is_identity():
         ("Jitter", {"sigma": -1}, "Jitter: sigma: Input should be greater than 0"),
         ("TimeWarp", {"knots": 0}, "TimeWarp: knots: Input should be greater than or equal to 1"),
         ("WindowSlice", {"ratio": 2}, "WindowSlice: ratio: Input should be less than or equal to 1"),
-        ("Scaling", {"sgima": 0.1}, "Scaling: sgima: Extra inputs are not permitted"),
+        ("Scaling", {"sgima": 0.1}, "Scaling: sgima: unknown field"),
         ("Jitter", {"p": 1.5}, "Jitter: p: Input should be less than or equal to 1"),
     ],
 )

@@ -14,9 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from augtrain.cli import app
-from augtrain.collect import collect
-from augtrain.sources import SourceError, load_source
-from augtrain.spec import Data
+from augtrain.data.collect import collect
+from augtrain.data.sources import SourceError
+from augtrain.modalities import read_source
+from augtrain.config.spec import Data
 from test_collect import write_digit_folder
 
 
@@ -52,7 +53,7 @@ def test_a_pickled_npz_never_runs_on_collect_or_predict(tmp_path):
     one_error(collect_cli(tmp_path / "evil.npz", "--kind", "sequence", "--out", tmp_path / "out"),
               "evil.npz: holds pickled Python objects (an object array), and augtrain never unpickles")
     with pytest.raises(SourceError, match="never unpickles"):
-        load_source(Data(source=str(tmp_path / "evil.npz"), kind="sequence"), labelled=False)  # predict's reader
+        read_source(Data(source=str(tmp_path / "evil.npz"), kind="sequence"), labelled=False)  # predict's reader
     assert not marker.exists() and not (tmp_path / "out").exists()
     import pickle
 

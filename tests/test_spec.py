@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from augtrain.spec import SpecError, apply_overrides, dump_job, load_job, parse_job
+from augtrain.config.spec import SpecError, apply_overrides, dump_job, load_job, parse_job
 from conftest import loaded_by_import
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
@@ -96,7 +96,7 @@ def test_elastic_workers_placement_and_storage_paths():
 
 def test_the_spec_imports_without_torch():
     """Every process that unpickles a job imports the spec; a default built at import ran the model check (torch)."""
-    assert loaded_by_import("augtrain.spec", ["torch", "albumentations"]) == []
+    assert loaded_by_import("augtrain.config.spec", ["torch", "albumentations"]) == []
 
 
 def validate(*args):

@@ -4,12 +4,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from augtrain.collect import collect, decode_samples, split_files
-from augtrain.normalize import SERIES, channel_stats, normalize, to_unit
-from augtrain.plan import plan_resources
-from augtrain.spec import Data, Scaling
-from augtrain.stream import split_dataset
-from augtrain.train import ToTensors
+from augtrain.data.collect import collect
+from augtrain.data.format import decode_samples, split_files
+from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.data.stats import channel_stats
+from augtrain.training.plan import plan_resources
+from augtrain.config.spec import Data, WorkerScaling
+from augtrain.data.stream import split_dataset
+from augtrain.training.loop import ToTensors
 from conftest import loaded_by_import
 
 AUGMENT = [{"name": "Affine", "rotate": [-20, 20], "translate_px": [-1, 1], "p": 1.0}]
@@ -38,7 +40,7 @@ def test_channel_stats_equal_numpy_and_are_cached(ray_session, dataset):
 
 def test_only_train_is_augmented_and_it_changes_every_pass(ray_session, dataset):
     stats = channel_stats(dataset.path, dataset.manifest)
-    plan = plan_resources(Scaling(), 2)
+    plan = plan_resources(WorkerScaling(), 2)
     val = split_dataset(dataset.path, dataset.manifest, stats, "val", plan, transforms=[])
     x1, y1 = arrays(val, stats)
     x2, _ = arrays(val, stats)
@@ -61,7 +63,7 @@ def test_only_train_is_augmented_and_it_changes_every_pass(ray_session, dataset)
 def test_one_training_stream_carries_every_epoch_augmented_afresh(ray_session, dataset):
     """passes=3: every sample three times in one execution, each copy augmented on its own."""
     stats = channel_stats(dataset.path, dataset.manifest)
-    plan = plan_resources(Scaling(), 2)
+    plan = plan_resources(WorkerScaling(), 2)
     clean, y = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan), stats)
     x3, y3 = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT, passes=3), stats)
     assert len(y3) == 3 * len(y)
@@ -79,7 +81,7 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
     collected = collect(Data(source="ucr:PickupGestureWiimoteZ"), tmp_path / "pg")
     manifest = collected.manifest
     stats = SERIES if mode == "series" else channel_stats(collected.path, manifest)
-    plan = plan_resources(Scaling(), 2)
+    plan = plan_resources(WorkerScaling(), 2)
     raw = decode_samples(pq.read_table(split_files(collected.path, "val")).column("x").to_pylist(), manifest)
     x, _ = arrays(split_dataset(collected.path, manifest, stats, "val", plan), stats, "sequence")
     assert x.shape == raw.shape and x.dtype == np.float32  # (N, T, C): no transpose for sequences
@@ -102,4 +104,4 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
 
 def test_the_stream_imports_without_albumentations_or_torch():
     """Ray Data's coordinators of every run and the val/test readers load this module, not the augmentation."""
-    assert loaded_by_import("augtrain.stream", ["torch", "albumentations"]) == []
+    assert loaded_by_import("augtrain.data.stream", ["torch", "albumentations"]) == []

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from augtrain.cli import app
-from augtrain.run import start_ray
+from augtrain.training.runtime import start_ray
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = "jobs/digits_cnn.yaml"

@@ -4,9 +4,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from augtrain.models import build_model
-from augtrain.spec import Train
-from augtrain.train import WEIGHTS, load_weights, make_optimizer, make_schedule, minibatches, take_rows
+from augtrain.modalities import build_model
+from augtrain.config.spec import Train
+from augtrain.training.checkpoint import WEIGHTS, load_weights
+from augtrain.training.loop import make_optimizer, make_schedule, minibatches, take_rows
 
 
 def config(**fields):

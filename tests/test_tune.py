@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from augtrain.spec import SpecError, load_job, parse_job
-from augtrain.tune import search_space
+from augtrain.config.spec import SpecError, load_job, parse_job
+from augtrain.recipes.tune import search_space
 from conftest import loaded_by_import
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,5 +124,5 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
 
 
 def test_a_trial_process_imports_no_sweep_reporting():
-    """Each trial's process imports augtrain.trial: training's imports, not the sweep's plots and metrics."""
-    assert loaded_by_import("augtrain.trial", ["matplotlib", "sklearn", "albumentations"]) == []
+    """Each trial's process imports augtrain.recipes.trial: training's imports, not the sweep's plots and metrics."""
+    assert loaded_by_import("augtrain.recipes.trial", ["matplotlib", "sklearn", "albumentations"]) == []

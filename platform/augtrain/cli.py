@@ -14,12 +14,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from augtrain.bundle import BundleError
-from augtrain.plan import PlanError
-from augtrain.signing import SignatureError
-from augtrain.sources import SourceError
-from augtrain.spec import Data, SpecError, dump_job, load_job
-from augtrain.storage import is_uri, join, open_input
+from augtrain.artifacts.bundle import BundleError
+from augtrain.training.plan import PlanError
+from augtrain.artifacts.signing import SignatureError
+from augtrain.data.sources import SourceError
+from augtrain.config.spec import Data, SpecError, dump_job, load_job
+from augtrain.data.storage import is_uri, join, open_input
+from augtrain.modalities import modality
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
@@ -42,10 +43,7 @@ def _summary(collected) -> None:
     manifest = collected.manifest
     counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
     verb = "already collected" if collected.skipped else "collected"
-    lengths = manifest.get("lengths")
-    shape = f"lengths {lengths['min']}-{lengths['max']} x {manifest['channels']} channel(s)" if lengths else (
-        f"shape {tuple(manifest['shape'])}"
-    )
+    shape = modality(manifest["kind"]).describe(manifest)
     console.print(
         f"{verb} {collected.path}: {manifest['kind']}s, {len(manifest['classes'])} classes, {shape} "
         f"{manifest['dtype']}, train {counts['train']} / val {counts['val']} / test {counts['test']}, "
@@ -70,7 +68,7 @@ def collect(
     kind: Annotated[Optional[str], typer.Option(help=".npz only: 'sequence' reads x as (N, T[, C])")] = None,
 ) -> None:
     """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined."""
-    from augtrain.collect import collect as collect_source
+    from augtrain.data.collect import collect as collect_source
 
     try:
         if source.endswith((".yaml", ".yml")):
@@ -90,7 +88,7 @@ def collect(
     except BAD_INPUT as exc:
         _fail(str(exc))
     except ValidationError as exc:
-        from augtrain.augment import problems
+        from augtrain.config.spec import problems
 
         _fail(problems(exc))
 
@@ -112,13 +110,16 @@ def run(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.path=value")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
 ) -> None:
-    """Run a job: collect, train on Ray, evaluate; prints `run dir: PATH` last."""
-    from augtrain.run import run_job
+    """Run a job: collect, train on Ray, evaluate (with eval.kfold: K-fold cross-validation); prints
+    `run dir: PATH` last."""
+    from augtrain.recipes.kfold import kfold_job
+    from augtrain.recipes.run import run_job
 
     try:
         spec = load_job(job, overrides or [])
         console.print(dump_job(spec), end="", markup=False)
-        run_dir = run_job(spec, address, echo=lambda line: console.print(line, markup=False))
+        recipe = kfold_job if spec.eval.kfold else run_job
+        run_dir = recipe(spec, address, echo=lambda line: console.print(line, markup=False))
     except BAD_INPUT as exc:
         _fail(str(exc))
     except Exception as exc:  # a failed Ray run: one line, details are in the Ray logs above
@@ -140,7 +141,7 @@ def evaluate(
 ) -> None:
     """Re-evaluate a finished run's model on a test split (in this process, no Ray); writes
     RUN/evaluations/<dataset hash>.json."""
-    from augtrain.run import reevaluate
+    from augtrain.evaluation.evaluate import reevaluate
 
     try:
         out, metrics = reevaluate(run, data, public_key)
@@ -161,7 +162,7 @@ def predict(
     public_key: PublicKey = None,
 ) -> None:
     """Batch inference with Ray Data: one row per input with the predicted class and class probabilities."""
-    from augtrain.predict import predict as predict_source, quarantine_path
+    from augtrain.serving.predict import predict as predict_source, quarantine_path
 
     try:
         scored, rejected = predict_source(bundle, source, out, address, lambda line: console.print(line, markup=False),
@@ -182,22 +183,14 @@ def export(
     public_key: PublicKey = None,
 ) -> None:
     """Export the model; written only if it reproduces the PyTorch logits on the whole test split."""
-    from augtrain.bundle import load_bundle
-    from augtrain.collect import read_manifest
-    from augtrain.export import TOLERANCE, ExportError, export_model
-    from augtrain.run import run_dataset, run_dir_of
-    from augtrain.stream import read_split
+    from augtrain.artifacts.export import TOLERANCE, ExportError, export_run
 
     try:
-        bundle = load_bundle(run, public_key)
-        dataset = data or run_dataset(run)
-        inputs, _ = read_split(dataset, read_manifest(dataset), bundle.stats, "test")
-        out = out or run_dir_of(run) / "export" / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
-        difference = export_model(bundle, format, inputs, out)
+        out, difference, checked = export_run(run, format, out, data, public_key)
     except (*BAD_INPUT, ExportError) as exc:
         _fail(str(exc))
     console.print(
-        f"{format}: {out}\nmax abs logit difference from PyTorch on {len(inputs)} test inputs: "
+        f"{format}: {out}\nmax abs logit difference from PyTorch on {checked} test inputs: "
         f"{difference:.2e} (tolerance {TOLERANCE:g})",
         markup=False,
     )
@@ -213,7 +206,7 @@ def explain(
     public_key: PublicKey = None,
 ) -> None:
     """Integrated Gradients attribution maps of the model's predicted class for the first inputs."""
-    from augtrain.predict import explain_inputs
+    from augtrain.serving.explain import explain_inputs
 
     try:
         written = explain_inputs(bundle, source, out, limit, address, public_key)
@@ -225,7 +218,7 @@ def explain(
 @app.command()
 def report(run: Annotated[Path, typer.Argument(help="a run dir")]) -> None:
     """(Re)write RUN/report.html: spec, data card, learning curves, test metrics, k-fold, tuning, attributions."""
-    from augtrain.report import write_report
+    from augtrain.artifacts.report import write_report
 
     if not (run / "metrics.json").is_file():
         _fail(f"{run}: not a finished run dir (no metrics.json)")
@@ -239,8 +232,8 @@ def sign(
 ) -> None:
     """Sign a bundle (model-signing, offline): writes model/model.sig over every file of the bundle. Commands
     given the public key (--public-key or AUGTRAIN_PUBLIC_KEY) then refuse it if anything changes."""
-    from augtrain.bundle import bundle_folder, load_bundle
-    from augtrain.signing import sign_bundle
+    from augtrain.artifacts.bundle import bundle_folder, load_bundle
+    from augtrain.artifacts.signing import sign_bundle
 
     try:
         load_bundle(run)  # only a bundle that passes every check is worth a signature
@@ -259,7 +252,7 @@ def tune_command(
     retry_errored: Annotated[bool, typer.Option(help="with --resume: restart errored trials from scratch")] = False,
 ) -> None:
     """Sweep the job's `tune.space` with Ray Tune; the best trial becomes the run's model."""
-    from augtrain.tune import tune_job
+    from augtrain.recipes.tune import tune_job
 
     try:
         spec = load_job(job, overrides or [])
@@ -291,7 +284,7 @@ def submit(
     working_dir: Annotated[Path, typer.Option(help="uploaded as the job's working dir; must hold the job file")] = Path("."),
 ) -> None:
     """Run a job on a Ray cluster through its Jobs API, augtrain and the working dir uploaded; prints the job id."""
-    from augtrain.submit import Cluster, SubmitError, describe, package
+    from augtrain.cluster.submit import Cluster, SubmitError, describe, package
 
     try:
         spec = load_job(job, overrides or [])
@@ -319,7 +312,7 @@ def submit(
 @app.command()
 def status(job_id: str, address: ClusterAddress = None) -> None:
     """A submitted job's status: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
-    from augtrain.submit import Cluster, SubmitError, describe
+    from augtrain.cluster.submit import Cluster, SubmitError, describe
 
     try:
         info = Cluster(address).info(job_id)
@@ -335,7 +328,7 @@ def logs(
     address: ClusterAddress = None,
 ) -> None:
     """A submitted job's logs (its driver's stdout and stderr)."""
-    from augtrain.submit import Cluster, SubmitError
+    from augtrain.cluster.submit import Cluster, SubmitError
 
     try:
         cluster = Cluster(address)
@@ -350,7 +343,7 @@ def logs(
 @app.command()
 def stop(job_id: str, address: ClusterAddress = None) -> None:
     """Stop a submitted job."""
-    from augtrain.submit import Cluster, SubmitError
+    from augtrain.cluster.submit import Cluster, SubmitError
 
     try:
         stopping = Cluster(address).stop(job_id)
@@ -362,7 +355,7 @@ def stop(job_id: str, address: ClusterAddress = None) -> None:
 @app.command(name="list")
 def list_jobs(address: ClusterAddress = None) -> None:
     """Jobs submitted to the cluster, oldest first: id, status, job name, entrypoint."""
-    from augtrain.submit import Cluster, SubmitError
+    from augtrain.cluster.submit import Cluster, SubmitError
 
     try:
         jobs = Cluster(address).jobs()

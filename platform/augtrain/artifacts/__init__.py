@@ -1,0 +1,1 @@
+"""Artifacts of a finished run: the verified (and optionally signed) bundle, ONNX/TorchScript export, report.html, attribution maps, MLflow."""

@@ -1,0 +1,1 @@
+"""Ray cluster job submission (the Jobs API)."""

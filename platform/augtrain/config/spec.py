@@ -1,0 +1,410 @@
+"""The job spec: one YAML file, validated into frozen pydantic models before Ray starts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from augtrain.data.storage import URI_SCHEMES, check_name, is_uri
+
+# A job file is written by a person: these bound what a hostile or broken one can make the parser do.
+MAX_JOB_BYTES = 1 << 20
+MAX_DEPTH = 32  # nested mappings and lists
+MAX_VALUES = 20_000  # every value counted as often as YAML aliases repeat it
+
+
+class SpecError(ValueError):
+    """A job file that cannot run; the message lists every bad field by dotted path."""
+
+
+class _JobLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value[:80]!r}", key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, origin: str) -> Any:
+    """Plain data from YAML text, bounded in nesting and in size after aliases expand."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_JobLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError(f"{origin}:{event.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        loader = _JobLoader(text)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{origin}: not valid YAML: {exc}") from None
+    _check_size(raw, origin)
+    return raw
+
+
+def _check_size(raw: Any, origin: str) -> None:
+    """Refuse data that aliases expand past MAX_VALUES values or MAX_DEPTH levels (a "billion laughs")."""
+    stack, count = [(raw, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES or depth > MAX_DEPTH:
+            raise SpecError(f"{origin}: expands to more than {MAX_VALUES} values or {MAX_DEPTH} levels (YAML aliases?)")
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((value, depth + 1) for _, value in children)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def known_scheme(location: str | None) -> str | None:
+    """A folder, or a URI of a scheme that pyarrow's filesystems open (see augtrain.data.storage)."""
+    scheme = location.split("://", 1)[0] if location and is_uri(location) else None
+    if scheme and scheme not in URI_SCHEMES:
+        raise ValueError(f"{location}: pyarrow opens {', '.join(s + '://' for s in URI_SCHEMES)} URIs, not {scheme}://")
+    return location
+
+
+def ucr_name(source: str) -> str:
+    """`ucr:NAME` names a dataset, never a path."""
+    if source.startswith("ucr:"):
+        check_name(source.removeprefix("ucr:"), "the UCR/UEA dataset name")
+    return source
+
+
+class Data(Section):
+    source: str = Field(description="sklearn-digits, ucr:NAME, an image folder, an .npz, or a .csv/.parquet table")
+    path: str | None = Field(
+        None, description="collected dataset dir or URI (s3://, gs://, ...: see run.storage_path); default data/<source name>"
+    )
+    kind: str | None = Field(None, description="the modality that reads the source where several could (an .npz: "
+                             "image or sequence, which reads x as (N, T[, C]))")
+    archive: str | None = Field(None, description="UCR/UEA archive folder for ucr:NAME; default aeon's copy")
+    normalize: Literal["channel", "series"] = Field(
+        "channel", description="channel: train-split mean/std per channel; series: z-normalize each sequence"
+    )
+    label_column: str = "label"
+    image_column: str | None = None
+    feature_columns: list[str] | None = None
+    image_shape: tuple[int, int, int] | None = Field(None, description="(H, W, C) of table feature rows")
+    resize: tuple[int, int] | None = None
+    channels: Literal[1, 3] | None = None
+    max_pixels: int = Field(40_000_000, gt=0, description="larger images are quarantined as decompression bombs")
+    follow_links: bool = Field(
+        False, description="follow symlinks (and table paths) that lead outside the source folder; off: quarantined"
+    )
+    test_size: float = Field(0.2, gt=0, lt=1)
+    val_size: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+
+    _path = field_validator("path")(known_scheme)
+    _source = field_validator("source")(ucr_name)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str | None) -> str | None:
+        from augtrain.modalities import modality
+
+        return kind if kind is None else modality(kind).kind
+
+
+class Transform(BaseModel):
+    """One transform of a modality: `{name: Affine, rotate: [-10, 10], p: 0.5}`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @model_validator(mode="after")
+    def _known_transform(self) -> Transform:
+        from augtrain.modalities import check_transform
+
+        check_transform(self.name, self.params)
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Model(Section):
+    name: str = "cnn"
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known_model(self) -> Model:
+        from augtrain.modalities import check_model
+
+        check_model(self.name, self.params)
+        return self
+
+
+class Train(Section):
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    step_size: int = Field(10, ge=1, description="epochs between lr drops for schedule: step")
+    gamma: float = Field(0.1, gt=0, le=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss; validation loss is plain")
+    patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement; 0 = off")
+    keep_checkpoints: int = Field(2, ge=1)
+    select: Literal["best", "last"] = Field(
+        "best", description="the epoch `augtrain run` scores on test: best on validation, or the last one "
+        "(for validation splits too small to rank epochs)"
+    )
+    seed: int = 0
+
+
+class WorkerScaling(Section):
+    workers: int | tuple[int, int] = Field(
+        1, description="train workers, or [min, max] for an elastic group that grows and shrinks with the cluster"
+    )
+    placement: Literal["spread", "pack"] = Field("spread", description="spread workers over nodes, or pack them")
+    use_gpu: bool = False
+    cpus_per_worker: float | None = Field(None, gt=0, description="default: planned from the cluster")
+
+    @field_validator("workers")
+    @classmethod
+    def _worker_counts(cls, workers: int | tuple[int, int]) -> int | tuple[int, int]:
+        low, high = (workers, workers) if isinstance(workers, int) else workers
+        if low < 1 or high < low:
+            raise ValueError(f"expected a count >= 1 or [min, max] with 1 <= min <= max, got {workers}")
+        return workers
+
+    @property
+    def max_workers(self) -> int:
+        return self.workers if isinstance(self.workers, int) else self.workers[1]
+
+
+class Eval(Section):
+    kfold: int | None = Field(
+        None, ge=2, description="K-fold cross-validation over train+val (stratified, seeded by data.seed)"
+    )
+
+
+class Run(Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    storage_path: str = Field(
+        "runs",
+        description="a local folder, a shared one (NFS) that every node of a cluster mounts, or a URI pyarrow opens "
+        "(s3://, gs://, abfs://, hdfs://): checkpoints go there directly, the run's other files when it ends",
+    )
+    max_failures: int = Field(0, ge=-1, description="restarts from the last checkpoint after a lost worker or node")
+    mlflow: bool = Field(False, description="also log the run to MLflow (MLFLOW_TRACKING_URI, default <storage_path>/mlruns)")
+
+    _storage_path = field_validator("storage_path")(known_scheme)
+    _name = field_validator("name")(check_name)
+
+
+DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}
+
+
+class Scheduler(Section):
+    name: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Tune(Section):
+    """A sweep: `space` maps dotted spec fields to one distribution each, e.g. `{loguniform: [1e-4, 1e-1]}`."""
+
+    space: dict[str, dict[str, list]]
+    samples: int = Field(1, ge=1, description="random samples (grid: repeats of the grid)")
+    metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    search: Literal["random", "grid", "optuna"] = "random"
+    scheduler: Scheduler = Scheduler()
+    max_concurrent: int | None = Field(None, ge=1, description="default: planned from the cluster")
+
+    @field_validator("space")
+    @classmethod
+    def _distributions(cls, space: dict) -> dict:
+        if not space:
+            raise ValueError("empty search space")
+        for path, spec in space.items():
+            if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+                raise ValueError(f"{path}: expected one of {sorted(DISTRIBUTIONS)}, got {sorted(spec)}")
+            (kind, args), = spec.items()
+            if kind in {"choice", "grid"}:
+                if not args:
+                    raise ValueError(f"{path}: {kind} needs at least one value")
+            elif len(args) != 2 or not all(isinstance(a, (int, float)) for a in args) or args[0] >= args[1]:
+                raise ValueError(f"{path}: {kind} needs [low, high] numbers with low < high, got {args}")
+            elif kind == "loguniform" and args[0] <= 0:
+                raise ValueError(f"{path}: loguniform needs low > 0, got {args[0]}")
+            elif kind == "randint" and not all(isinstance(a, int) for a in args):
+                raise ValueError(f"{path}: randint needs integer bounds, got {args}")
+        return space
+
+    def candidates(self, path: str) -> list:
+        """The values of `path` worth checking before any trial starts: every choice, or both bounds."""
+        return list(next(iter(self.space[path].values())))
+
+
+class Job(Section):
+    data: Data
+    augment: list[Transform] = []
+    model: Model = Field(default_factory=Model)  # not built at import: its check imports torch
+    train: Train = Train()
+    scaling: WorkerScaling = WorkerScaling()
+    eval: Eval = Eval()
+    run: Run = Run()
+    tune: Tune | None = None
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _kinds_agree(self) -> Job:
+        from augtrain.modalities import for_model, for_transform
+
+        takes = for_model(self.model.name)
+        for i, transform in enumerate(self.augment):
+            if for_transform(transform.name) is not takes:
+                kind = for_transform(transform.name).kind
+                raise ValueError(
+                    f"augment.{i}: {transform.name} is for {kind}s but model {self.model.name!r} takes {takes.kind}s"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _kfold_or_tune(self) -> Job:
+        if self.eval.kfold and self.tune:
+            raise ValueError("eval.kfold: a sweep is not cross-validated; run k-fold with the best trial's values")
+        return self
+
+    @model_validator(mode="after")
+    def _space_fits_the_spec(self) -> Job:
+        if self.tune is None:
+            return self
+        base = self.model_dump(mode="json", exclude={"tune"})
+        for path in self.tune.space:
+            if not _has_path(base, path):
+                raise ValueError(f"tune.space: unknown field {path!r}")
+            for value in self.tune.candidates(path):
+                try:
+                    Job.model_validate(set_dotted(copy.deepcopy(base), path, value))
+                except ValidationError as exc:
+                    problem = "; ".join(_describe(e) for e in exc.errors())
+                    raise ValueError(f"tune.space.{path}: {value!r} is not valid: {problem}") from None
+        return self
+
+
+def _has_path(raw: dict, path: str) -> bool:
+    *parents, leaf = path.split(".")
+    node = raw
+    for part in parents:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return isinstance(node, dict) and (leaf in node or parents == ["model", "params"])
+
+
+def set_dotted(raw: dict, path: str, value: Any) -> dict:
+    """Set `value` at `a.b.c` in a nested dict, creating sections on the way."""
+    *parents, leaf = path.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"bad override {path}: {part} is not a section")
+    node[leaf] = value
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set `a.b.c=value` pairs into a nested dict; values are parsed as YAML scalars."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise SpecError(f"bad override {item!r}: expected dotted.path=value")
+        set_dotted(raw, key, read_yaml(value, f"override {key}"))
+    return raw
+
+
+def problems(error: ValidationError) -> str:
+    """A pydantic error as one line: `field: message; field: message`."""
+    return "; ".join(_describe(e) for e in error.errors())
+
+
+def _describe(error: dict) -> str:
+    path = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    if len(message) > 300:  # a message may quote the offending value, which can be any size
+        message = f"{message[:300]}... ({len(message)} characters)"
+    return f"{path}: {message}" if path else message
+
+
+def parse_job(raw: Any, origin: str = "job") -> Job:
+    """Validate a raw mapping into a Job, or raise SpecError listing every bad field."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Job.model_validate(raw)
+    except ValidationError as exc:
+        lines = sorted({_describe(e) for e in exc.errors()})
+        raise SpecError(f"{origin}: {len(lines)} bad field(s)\n  " + "\n  ".join(lines)) from None
+
+
+def load_job(path: str | Path, overrides: list[str] = ()) -> Job:
+    """Read a job YAML file, apply dotted overrides, validate."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_JOB_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such job file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: a folder, not a job file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the job file: {exc.strerror}") from None
+    if len(data) > MAX_JOB_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_JOB_BYTES} bytes; a job file is a few lines of YAML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x})") from None
+    raw = read_yaml(text, str(path))
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, list(overrides))
+    return parse_job(raw, str(path))
+
+
+def flatten(tree, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted.path, value) rows of a nested spec; lists of sections (augment) are indexed."""
+    if isinstance(tree, dict) or (isinstance(tree, list) and tree and all(isinstance(t, dict) for t in tree)):
+        items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+        return [row for key, value in items for row in flatten(value, f"{prefix}{key}.")]
+    return [(prefix.rstrip("."), json.dumps(tree) if isinstance(tree, list) else tree)]
+
+
+def dump_job(job: Job) -> str:
+    """The resolved spec as YAML, every default filled in."""
+    return yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Evaluation: classification metrics and scoring on a collected test split, in-process."""

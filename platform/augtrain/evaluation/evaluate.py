@@ -1,0 +1,58 @@
+"""Evaluate: score weights or a bundle on a collected test split, in this process (no Ray)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from augtrain.artifacts.bundle import load_bundle
+from augtrain.config.spec import Job
+from augtrain.data.format import read_manifest
+from augtrain.data.sources import SourceError
+from augtrain.data.stream import CollectedData, iter_split
+from augtrain.evaluation.metrics import classification_metrics, predict_logits
+from augtrain.training.checkpoint import load_weights
+
+
+def score_checkpoint(job: Job, data: CollectedData, checkpoint_dir: str | Path) -> dict:
+    """Test-split metrics of the weights in `checkpoint_dir`."""
+    manifest = data.manifest
+    model = data.modality.build_model(job.model.name, job.model.params, manifest["shape"], len(manifest["classes"]))
+    load_weights(model, checkpoint_dir)
+    logits, labels = predict_logits(model, iter_split(data.path, manifest, data.stats, "test"))
+    return classification_metrics(labels, logits.argmax(1), manifest["classes"])
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run dir of a run dir or of the bundle inside one."""
+    return path if (path / "model").is_dir() else path.parent
+
+
+def run_dataset(path: Path) -> str:
+    """The collected dataset a run (or its bundle) was trained and tested on."""
+    metrics = run_dir_of(path) / "metrics.json"
+    if not metrics.is_file():
+        raise SourceError(f"{path}: no run dir around this bundle to find its dataset; pass --data")
+    return json.loads(metrics.read_text())["dataset"]["path"]
+
+
+def reevaluate(run: Path, dataset_dir: str | None = None, public_key: str | None = None) -> tuple[Path, dict]:
+    """Score a run's bundle on the test split of its own dataset or of another collected one."""
+    bundle = load_bundle(run, public_key)
+    run = run_dir_of(run)
+    dataset_dir = dataset_dir or run_dataset(run)
+    manifest = read_manifest(dataset_dir)
+    if manifest["shape"] != bundle.shape or manifest["classes"] != bundle.classes:
+        raise SourceError(
+            f"{dataset_dir}: samples {manifest['shape']} with classes {manifest['classes']} do not fit the "
+            f"model ({bundle.shape}, classes {bundle.classes})"
+        )
+    logits, labels = predict_logits(bundle.model, iter_split(dataset_dir, manifest, bundle.stats, "test"))
+    metrics = {
+        "test": classification_metrics(labels, logits.argmax(1), bundle.classes),
+        "dataset": {"path": str(dataset_dir), "hash": manifest["hash"]},
+    }
+    out = run / "evaluations" / f"{manifest['hash'][:12]}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2))
+    return out, metrics

@@ -1,0 +1,112 @@
+"""The Modality interface: what depends on the kind of data, one implementation per kind.
+
+A modality owns how its sources are read and quarantined, how shipped samples become model input,
+which transforms and models it offers, how a sample is drawn and explained, and how prediction
+inputs are read. Its folder (`modalities/<kind>/`) holds the code; the registry
+(`modalities/__init__.py`) maps a manifest's `kind` to it. Code outside never compares kinds: it
+asks the modality. Modality objects travel into Ray tasks and Train workers as plain arguments, so
+heavy libraries (torch, albumentations, PIL, matplotlib) are imported inside the methods that use
+them, never when the object is unpickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from augtrain.data.normalize import normalize
+
+if TYPE_CHECKING:
+    from augtrain.config.spec import Data
+    from augtrain.data.sources import Loaded
+
+
+class Modality:
+    kind: str = ""
+    model_names: tuple[str, ...] = ()  # the builders `models()` returns, known without importing torch
+    transforms_hint = ""  # its transforms in a few words, for an error naming an unknown one
+    fixed_shape = True  # whether a model takes exactly the shape it was trained on
+    thumbnail = (1.0, 1.0)  # inches per sample in the report's grids
+    # Samples travel as stored and the consumer (the trainer's collate) normalizes them, or the data
+    # workers normalize before augmenting (then transforms work in normalized units).
+    normalized_by_consumer: bool = False
+
+    # --- collect ---
+    def claims(self, data: Data) -> bool:
+        """Whether this modality reads `data.source` (with `data.kind` to break ties, e.g. for .npz)."""
+        raise NotImplementedError
+
+    def load(self, data: Data, labelled: bool = True) -> Loaded:
+        """The source's samples (one shape) and its rejects (id, "kind: detail")."""
+        raise NotImplementedError
+
+    def manifest_fields(self, samples: list[np.ndarray]) -> dict:
+        """Extra manifest fields that describe the collected samples."""
+        return {}
+
+    def describe(self, manifest: dict) -> str:
+        """The samples of a manifest in a few words, for the collect summary."""
+        return f"shape {tuple(manifest['shape'])}"
+
+    # --- augment and normalize ---
+    def owns_transform(self, name: str) -> bool:
+        return False
+
+    def check_transform(self, name: str, params: dict[str, Any]) -> None:
+        """Raise ValueError naming the problem with `name(**params)`."""
+
+    def augmenter(self, transforms: list[dict], seed: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """A function of a batch of shipped samples; `seed=None` draws fresh entropy on every call."""
+        raise NotImplementedError
+
+    def to_ship(self, samples: np.ndarray, stats: dict) -> np.ndarray:
+        """Decoded samples -> what the data workers augment and ship."""
+        return samples if self.normalized_by_consumer else normalize(samples, stats)
+
+    def model_input(self, shipped: np.ndarray, stats: dict) -> np.ndarray:
+        """A batch as the data workers ship it -> the model's input."""
+        return normalize(shipped, stats) if self.normalized_by_consumer else shipped
+
+    # --- models ---
+    def models(self) -> dict[str, Callable]:
+        """{name: builder(shape, classes, **params) -> nn.Module}, imported on demand (torch)."""
+        raise NotImplementedError
+
+    def build_model(self, name: str, params: dict[str, Any], shape, classes: int):
+        return self.models()[name](tuple(shape), classes, **params)
+
+    # --- report and explain ---
+    def draw(self, axis, sample: np.ndarray, before: np.ndarray | None = None) -> None:
+        """One sample (as stored, or as the model sees it) on a matplotlib axis; `before` faint behind it."""
+        raise NotImplementedError
+
+    def report_pair(self, samples: np.ndarray, stats: dict, transforms: list[dict], seed: int):
+        """(samples as drawn, the same augmented or None, the drawn `before` under them or None) for the
+        report's data card, augmented as in training."""
+        raise NotImplementedError
+
+    def plot_attributions(self, samples: np.ndarray, attributions: np.ndarray, titles: list[str], columns: int):
+        """A matplotlib figure of model inputs beside their attributions."""
+        raise NotImplementedError
+
+    # --- predict ---
+    def prediction_inputs(self, source: Path, data: Data, shape: list[int]):
+        """(a Ray Data dataset of rows id, label, x bytes, reason; the layout of x) for `source`, read as
+        `collect` reads it (labels optional), in this process."""
+        import ray
+
+        from augtrain.data.sources import SourceError
+
+        if not self.claims(data):
+            raise SourceError(f"{source}: not a {self.kind} source, which this model takes")
+        loaded = self.load(data, labelled=False)
+        found = list(loaded.samples[0].shape) if loaded.samples else list(shape)
+        if self.fixed_shape and found != list(shape):
+            raise SourceError(f"{source}: samples of shape {found} do not fit the model (shape {list(shape)})")
+        rows = [{"id": i, "label": label, "x": np.ascontiguousarray(s).tobytes(), "reason": ""}
+                for i, s, label in zip(loaded.ids, loaded.samples, loaded.labels)]
+        rows += [{"id": i, "label": "", "x": b"", "reason": reason} for i, reason in loaded.rejects]
+        dtype = str(loaded.samples[0].dtype) if loaded.samples else "float32"
+        return ray.data.from_items(rows), {"dtype": dtype, "shape": found}

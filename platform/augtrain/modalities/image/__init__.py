@@ -1,0 +1,76 @@
+"""Images: (H, W, C) uint8 (or float32 from tables and arrays), augmented with albumentations, modelled
+by CNNs on (N, C, H, W). They travel as stored and the trainer's collate normalizes them: uint8 is a
+quarter of float32's bytes through the object store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from augtrain.modalities.base import Modality
+
+
+class ImageModality(Modality):
+    kind = "image"
+    model_names = ("cnn",)
+    normalized_by_consumer = True
+    transforms_hint = "albumentations image transforms, e.g. Affine"
+    thumbnail = (0.75, 0.75)  # inches per sample in the report's grids
+
+    def claims(self, data) -> bool:
+        path = Path(data.source)
+        return data.source == "sklearn-digits" or path.is_dir() or path.suffix in {".csv", ".parquet"} or (
+            path.suffix == ".npz" and data.kind in (None, self.kind)
+        )
+
+    def load(self, data, labelled: bool = True):
+        from augtrain.modalities.image.read import load
+
+        return load(data, labelled)
+
+    def owns_transform(self, name: str) -> bool:
+        from augtrain.modalities.image.augment import is_transform
+
+        return is_transform(name)
+
+    def check_transform(self, name: str, params: dict[str, Any]) -> None:
+        from augtrain.modalities.image.augment import check_transform
+
+        check_transform(name, params)
+
+    def augmenter(self, transforms: list[dict], seed: int | None = None):
+        import functools
+
+        from augtrain.modalities.image.augment import augment_images, build_pipeline
+
+        return functools.partial(augment_images, build_pipeline(transforms, seed))
+
+    def models(self) -> dict:
+        from augtrain.modalities.image.models import MODELS
+
+        return MODELS
+
+    def draw(self, axis, sample: np.ndarray, before: np.ndarray | None = None) -> None:
+        from augtrain.modalities.image.draw import show_image
+
+        show_image(axis, sample)
+
+    def report_pair(self, samples: np.ndarray, stats: dict, transforms: list[dict], seed: int):
+        return samples, self.augmenter(transforms, seed)(samples) if transforms else None, None
+
+    def plot_attributions(self, samples, attributions, titles, columns):
+        from augtrain.modalities.image.draw import plot_attributions
+
+        return plot_attributions(samples, attributions, titles, columns)
+
+    def prediction_inputs(self, source: Path, data, shape: list[int]):
+        if not source.is_dir():
+            return super().prediction_inputs(source, data, shape)
+        from augtrain.modalities.image.predict import folder_inputs
+
+        return folder_inputs(source, data, shape)
+
+
+IMAGE = ImageModality()

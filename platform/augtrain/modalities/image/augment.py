@@ -1,0 +1,49 @@
+"""Image augmentation: albumentations transforms declared in YAML, validated before Ray starts."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import albumentations as A
+import numpy as np
+from pydantic import ValidationError
+
+from augtrain.config.spec import problems
+
+
+def is_transform(name: str) -> bool:
+    cls = getattr(A, name, None)
+    return inspect.isclass(cls) and issubclass(cls, (A.ImageOnlyTransform, A.DualTransform))
+
+
+def check_transform(name: str, params: dict[str, Any]) -> None:
+    """Raise ValueError naming the problem if `name(**params)` is not a valid albumentations transform."""
+    cls = getattr(A, name)
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(set(params) - set(accepted))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        raise ValueError(f"{name}: unknown parameter(s) {unknown}")
+    try:
+        cls(**params)
+    except ValueError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else exc
+        if isinstance(cause, ValidationError):
+            raise ValueError(f"{name}: {problems(cause)}") from None
+        raise ValueError(f"{name}: {exc}") from None
+    except TypeError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def build_pipeline(transforms: list[dict[str, Any]], seed: int | None = None) -> A.Compose:
+    """A Compose from `[{name: ..., **params}]`; `seed=None` draws fresh entropy."""
+    steps = [getattr(A, t["name"])(**{k: v for k, v in t.items() if k != "name"}) for t in transforms]
+    return A.Compose(steps, seed=seed)
+
+
+def augment_images(pipeline: A.Compose, images: np.ndarray) -> np.ndarray:
+    """Apply the pipeline to each image of an (N, H, W, C) batch; shape and dtype are kept."""
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        out[i] = pipeline(image=image)["image"].reshape(image.shape)
+    return out

@@ -1,0 +1,26 @@
+"""Model builders: checking a builder's parameters from YAML, and building it for a dataset.
+
+Each modality offers its own builders (`modalities/<kind>/models.py`); these helpers work on any.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Callable
+
+from pydantic import TypeAdapter, ValidationError
+
+
+def check_builder(name: str, builder: Callable, params: dict[str, Any]) -> None:
+    """Raise ValueError if `params` are not among the builder's arguments, or of the wrong type."""
+    hints = typing.get_type_hints(builder)
+    accepted = set(inspect.signature(builder).parameters) - {"shape", "classes"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"model {name!r} has no parameter(s) {unknown} (accepts: {', '.join(sorted(accepted))})")
+    for key, value in params.items():
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError:
+            raise ValueError(f"model {name!r}: {key} must be {hints[key].__name__}, got {str(value)[:80]!r}") from None

@@ -1,0 +1,165 @@
+"""Run dirs, shared by every recipe: where a run lives, opening and closing it, and writing its outputs
+(metrics, bundle, attributions, report, MLflow) once a checkpoint is chosen."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from augtrain.artifacts.bundle import export_bundle, load_bundle
+from augtrain.artifacts.explain import explain_samples
+from augtrain.artifacts.report import write_report
+from augtrain.artifacts.tracking import log_run
+from augtrain.config.spec import Job, SpecError, dump_job
+from augtrain.data.collect import collect
+from augtrain.data.normalize import SERIES
+from augtrain.data.stats import channel_stats
+from augtrain.data.storage import is_uri, join, publish, read_text, staging, subfolders
+from augtrain.data.stream import CollectedData, read_split
+from augtrain.evaluation.evaluate import score_checkpoint
+from augtrain.evaluation.metrics import write_metrics
+from augtrain.modalities import for_model
+from augtrain.modalities import modality as data_modality
+from augtrain.training.checkpoint import WEIGHTS, read_history
+from augtrain.training.loop import ranking
+from augtrain.training.plan import PlanError
+from augtrain.training.runtime import start_ray
+
+EXPLAINED = 8  # test samples whose attribution maps every run draws for its report
+
+
+def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) -> CollectedData:
+    """Collect (once), start or attach to Ray, compute (once) the normalization stats."""
+    collected = collect(job.data)
+    manifest = collected.manifest
+    echo(f"dataset {collected.path} ({manifest['hash'][:12]}{', already collected' if collected.skipped else ''})")
+    takes = for_model(job.model.name)
+    if takes is not data_modality(manifest):
+        raise SpecError(f"model.name: {job.model.name!r} takes {takes.kind}s but {collected.path} holds {manifest['kind']}s")
+    start_ray(address)
+    stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
+    return CollectedData(collected.path, manifest, stats)
+
+
+def new_run_location(job: Job) -> str:
+    """<storage_path>/<name>/<timestamp> (a second run in the same second gets a suffix)."""
+    base = join(job.run.storage_path, job.run.name)
+    taken, stamp = set(subfolders(base)), time.strftime("%Y%m%d-%H%M%S")
+    name, n = stamp, 1
+    while name in taken:
+        n += 1
+        name = f"{stamp}-{n}"
+    return join(base, name)
+
+
+def run_location(job: Job, echo: Callable[[str], None]) -> str:
+    """The newest run of `run.name` if a run of the same spec was interrupted there (resumed), else a new one."""
+    base = join(job.run.storage_path, job.run.name)
+    for name in reversed(subfolders(base)):
+        spec = read_text(join(base, name, "spec.yaml"))
+        if spec is None:
+            continue
+        if spec == dump_job(job) and read_text(join(base, name, "metrics.json")) is None:
+            echo(f"resuming the interrupted run {join(base, name)} from its last checkpoint")
+            return join(base, name)
+        break
+    return new_run_location(job)
+
+
+def open_run_dir(location: str) -> Path:
+    """The local folder where this process writes the run kept at `location` (see augtrain.data.storage)."""
+    run_dir = staging(location)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir.resolve()
+
+
+@ray.remote(num_cpus=0)
+def _sees(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def check_shared(*locations: str | Path) -> None:
+    """On a multi-node cluster every node must see `locations` (checkpoints, datasets): a node-local path is refused."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    for folder in [Path(location) for location in locations if not is_uri(str(location))]:
+        marker = folder / f".visible-{os.getpid()}-{time.time_ns()}"
+        marker.touch()
+        try:
+            checks = [
+                _sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+                    str(marker)
+                )
+                for node in nodes
+            ]
+            blind = [node["NodeManagerAddress"] for node, seen in zip(nodes, ray.get(checks)) if not seen]
+        finally:
+            marker.unlink()
+        if blind:
+            raise PlanError(
+                f"{folder} is not visible from node(s) {', '.join(blind)}: on a multi-node cluster run.storage_path "
+                f"and data.path must be a shared filesystem that every node mounts at the same path"
+            )
+
+
+def open_run(job: Job, address: str | None, echo: Callable[[str], None]) -> tuple[CollectedData, str, Path]:
+    """Collect, start Ray, and open the run's location (a re-run of an interrupted one resumes there):
+    the dataset, the location (folder or URI) and the local run dir."""
+    data = prepare_dataset(job, address, echo)
+    location = run_location(job, echo)
+    run_dir = open_run_dir(location)
+    check_shared(location, data.path)
+    (run_dir / "spec.yaml").write_text(dump_job(job))
+    publish(run_dir, location)  # a re-run finds the spec of an interrupted run
+    return data, location, run_dir
+
+
+def close_run(run_dir: Path, location: str, echo: Callable[[str], None]) -> Path:
+    publish(run_dir, location)
+    if is_uri(location):
+        echo(f"run kept at {location}")
+    return run_dir
+
+
+def evaluate_run(run_dir: Path, job: Job, data: CollectedData, checkpoint_dir: str, extra: dict) -> dict:
+    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json and the confusion matrix."""
+    metrics = {
+        "test": score_checkpoint(job, data, checkpoint_dir),
+        "dataset": {"path": str(data.path), "hash": data.manifest["hash"]},
+        **extra,
+    }
+    (run_dir / "spec.yaml").write_text(dump_job(job))
+    (run_dir / "normalization.json").write_text(json.dumps(data.stats))
+    write_metrics(run_dir, metrics)
+    export_bundle(run_dir, job, data.manifest, data.stats, Path(checkpoint_dir) / WEIGHTS, metrics)
+    explain_test_samples(run_dir, data)
+    write_report(run_dir)
+    if job.run.mlflow:
+        log_run(run_dir, job, metrics)
+    return metrics
+
+
+def explain_test_samples(run_dir: Path, data: CollectedData) -> None:
+    """RUN/explain/test_samples.png: attribution maps of the run's model for the first test samples."""
+    x, y = read_split(data.path, data.manifest, data.stats, "test", EXPLAINED)
+    classes = data.manifest["classes"]
+    (run_dir / "explain").mkdir(exist_ok=True)
+    model = load_bundle(run_dir).model
+    explain_samples(data.modality, model, x, classes, run_dir / "explain" / "test_samples.png", [classes[i] for i in y])
+
+
+def selected(job: Job, result: ray.train.Result) -> tuple[ray.train.Checkpoint, dict, list[dict]]:
+    """The checkpoint a run is scored by (best on validation, or the last), its metrics, every epoch's metrics."""
+    if job.train.select == "last":
+        best, best_metrics = result.checkpoint, result.metrics
+    else:
+        best, best_metrics = max(result.best_checkpoints, key=lambda pair: ranking()(pair[1]))
+    with result.checkpoint.as_directory() as folder:
+        return best, best_metrics, read_history(folder)

@@ -1,0 +1,35 @@
+"""Trial: what one Tune trial runs in its own process: the base spec with its values, one Ray Train run.
+
+Apart from augtrain.recipes.tune so that a trial's process imports only what training needs: the sweep's
+reporting (matplotlib, scikit-learn's metrics, the bundle) cost every trial ~2 s of imports.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from augtrain.training.plan import Plan
+from augtrain.config.spec import Job, parse_job, set_dotted
+from augtrain.data.storage import child
+from augtrain.data.stream import CollectedData, configure_data
+from augtrain.training.loop import fit
+
+
+def trial_job(base: Job, config: dict) -> Job:
+    """The job one trial runs: the base spec with the trial's sampled values."""
+    raw = base.model_dump(mode="json", exclude={"tune"})
+    for path, value in config.items():
+        set_dotted(raw, path, value)
+    return parse_job(raw, "trial")
+
+
+def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: str) -> None:
+    """One trial: a Ray Train run whose per-epoch reports flow to Tune (for ASHA and the results).
+
+    Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
+    """
+    configure_data(progress_bars=False)
+    job = trial_job(base, config)
+    storage = child(trials, tune.get_context().get_trial_id(), "trial id")
+    fit(job, data, plan, storage, callbacks=[TuneReportCallback()])

@@ -1,0 +1,1 @@
+"""Serving: batch prediction with Ray Data, and explaining prediction inputs."""

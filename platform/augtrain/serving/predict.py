@@ -1,0 +1,99 @@
+"""Predict: batch inference from a model bundle with Ray Data; an actor pool loads the model once per actor.
+
+Inputs are read by the model's modality (image folders decoded file by file in Ray Data tasks; tables
+and series files as `collect` reads them) and normalized as in training; bad inputs are quarantined
+with the reason `collect` would give. The same reading serves `augtrain explain`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+import torch
+
+from augtrain.artifacts.bundle import Bundle, load_bundle
+from augtrain.data.format import decode_samples
+from augtrain.data.sources import SourceError
+from augtrain.training.runtime import cluster_cpus_gpus, start_ray
+
+BATCH = 256
+
+
+class Predictor:
+    """A Ray Data actor: loads (and verifies) the bundle once, then scores batches of encoded samples."""
+
+    def __init__(self, bundle_dir: str, public_key: str | None, modality):
+        torch.set_num_threads(1)  # one actor per CPU
+        self.bundle = load_bundle(bundle_dir, public_key, modality)
+
+    def __call__(self, batch: dict, layout: dict) -> dict:
+        good = batch["reason"] == ""
+        classes = self.bundle.classes
+        probabilities = np.full((len(good), len(classes)), np.nan, dtype=np.float32)
+        if good.any():
+            samples = model_ready(self.bundle, decode_samples(batch["x"][good], layout))
+            with torch.no_grad():
+                probabilities[good] = torch.softmax(self.bundle.model(torch.from_numpy(samples)), 1).numpy()
+        best = np.nan_to_num(probabilities, nan=-1).argmax(1)
+        return {
+            "id": batch["id"],
+            "label": batch["label"],
+            "predicted": np.where(good, np.asarray(classes, dtype=object)[best], ""),
+            "probability": probabilities[np.arange(len(best)), best],
+            **{f"p_{name}": probabilities[:, i] for i, name in enumerate(classes)},
+            "reason": batch["reason"],
+        }
+
+
+def model_ready(bundle: Bundle, samples: np.ndarray) -> np.ndarray:
+    """Decoded inputs -> the model's input, as training shipped and normalized them."""
+    return bundle.modality.model_input(bundle.modality.to_ship(samples, bundle.stats), bundle.stats)
+
+
+def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict]:
+    """Rows (id, label, x bytes, reason) of `source` as a Ray Data dataset, read by the model's modality
+    as `collect` reads its sources, and the layout of x."""
+    data = bundle.job.data.model_copy(update={"source": str(source), "kind": bundle.modality.kind})
+    return bundle.modality.prediction_inputs(source, data, bundle.shape)
+
+
+def predict(bundle_path: Path, source: Path, out: Path, address: str | None = None,
+            echo: Callable[[str], None] = print, public_key: str | None = None) -> tuple[int, int]:
+    """Write predictions for `source` to `out` and quarantined inputs beside it; return both counts."""
+    bundle = load_bundle(bundle_path, public_key)
+    start_ray(address)
+    ds, layout = read_inputs(bundle, source)
+    actors = max(1, int(cluster_cpus_gpus()[0]) - 1)  # one CPU is left to the decoding tasks
+    echo(f"predicting {source} with {bundle.job.model.name} on up to {actors} actor(s)")
+    scored = ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={"bundle_dir": str(Path(bundle_path).resolve()), "public_key": public_key,
+                               "modality": bundle.modality},
+        fn_kwargs={"layout": layout},
+        batch_format="numpy", batch_size=BATCH, num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+    )
+    batches = list(scored.iter_batches(batch_format="pyarrow", batch_size=None))
+    table = pa.concat_tables(batches).combine_chunks() if batches else None
+    if table is None:
+        raise SourceError(f"{source}: no inputs")
+    bad = pc.not_equal(table.column("reason"), "")
+    predictions = table.filter(pc.invert(bad)).drop_columns(["reason"])
+    quarantine = table.filter(bad).select(["id", "reason"])
+    if not any(predictions.column("label").to_pylist()):  # unlabelled inputs: no label column
+        predictions = predictions.drop_columns(["label"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(predictions, out)
+    pq.write_table(quarantine, quarantine_path(out))
+    return len(predictions), len(quarantine)
+
+
+def quarantine_path(out: Path) -> Path:
+    """Where predict writes the inputs it could not score: beside `out`, same schema as collect's."""
+    return out.with_name(f"{out.stem}.quarantine.parquet")

@@ -1,0 +1,1 @@
+"""Training: the Ray runtime, the resource plan, the train loop and its checkpoints."""

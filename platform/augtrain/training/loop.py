@@ -1,0 +1,321 @@
+"""Train: one readable train_loop_per_worker run by Ray Train's TorchTrainer (DDP across workers)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.data import DataContext, ExecutionResources
+from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    DataConfig,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+)
+from tensorboardX import SummaryWriter
+from torch import nn
+
+from augtrain.config.spec import Job
+from augtrain.data.storage import is_uri, join, publish
+from augtrain.modalities import Modality
+from augtrain.training.checkpoint import load_state, load_weights, save_state, save_weights
+from augtrain.training.plan import Plan
+
+if TYPE_CHECKING:  # a Train worker runs this module; it need not import the data pipeline (albumentations)
+    from augtrain.data.stream import CollectedData
+
+SCORE = "val_accuracy"
+CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many batches (see minibatches)
+# per epoch; train_s, val_s: seconds of the train and validation passes (waiting for batches included);
+# time: wall clock at the end of validation (consecutive differences are whole epochs: train, validate,
+# checkpoint, report)
+REPORTED = ("epoch", "train_loss", "train_accuracy", "val_loss", SCORE, "lr", "restarts", "train_s", "val_s", "time")
+
+
+class ToTensors(NumpyBatchCollateFn):
+    """A shipped batch -> model-ready tensors: the train stream's collate_fn (run in Ray Data's prefetch
+    threads of the worker), and what the worker calls on its cached val batches every epoch."""
+
+    def __init__(self, stats: dict, modality: Modality):
+        super().__init__()
+        self.stats, self.modality = stats, modality
+
+    def __call__(self, batch: dict) -> dict:
+        x = np.ascontiguousarray(self.modality.model_input(batch["x"], self.stats), dtype=np.float32)
+        # a batch straight from the object store is read-only; torch wants to own writable memory
+        x = torch.from_numpy(x if x.flags.writeable else x.copy())
+        return {"x": x, "y": torch.tensor(batch["y"], dtype=torch.long)}
+
+
+def loop_config(job: Job, data: CollectedData, plan: Plan, storage: str, samples: int) -> dict:
+    """The plain values the workers need (`samples`: training samples per epoch); the spec stays on the driver."""
+    manifest = data.manifest
+    return {
+        "samples": samples,
+        "collate": ToTensors(data.stats, data.modality),
+        "tensorboard": join(storage, "tensorboard"),
+        "modality": data.modality,
+        "model": job.model.name,
+        "model_params": dict(job.model.params),
+        "shape": manifest["shape"],
+        "classes": len(manifest["classes"]),
+        "threads": plan.threads_per_worker,
+        **job.train.model_dump(),
+    }
+
+
+def ranking(metric: str = SCORE, mode: str = "max"):
+    """Sort key for an epoch's metrics: `metric` first, ties to the lower validation loss.
+
+    A validation split of a few hundred samples often ties on accuracy; the loss separates them.
+    """
+    sign = 1 if mode == "max" else -1
+    return lambda metrics: (sign * metrics[metric], -metrics["val_loss"])
+
+
+def make_optimizer(params, config: dict) -> torch.optim.Optimizer:
+    name, lr, decay = config["optimizer"], config["lr"], config["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=decay, nesterov=True)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params, lr=lr, weight_decay=decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: dict):
+    if config["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+    if config["schedule"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+
+
+def _sum_across_workers(values: list[float], device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def take_rows(stream: Iterator[dict], rows: int, carry: list[dict]) -> Iterator[dict]:
+    """The next `rows` rows of a stream of batches; a batch that runs past them is cut, its rest kept in
+    `carry` to lead the next call. The train stream carries every epoch (see CollectedData.for_training):
+    each epoch takes its rows from it, so every epoch sees as many samples as the split holds."""
+    while rows > 0:
+        batch = carry.pop() if carry else next(stream, None)
+        if batch is None:
+            return
+        if len(batch["y"]) > rows:
+            carry.append({name: column[rows:] for name, column in batch.items()})
+            batch = {name: column[:rows] for name, column in batch.items()}
+        rows -= len(batch["y"])
+        yield batch
+
+
+def minibatches(chunks: Iterator[dict], batch_size: int) -> Iterator[dict]:
+    """Each chunk's rows in a random order, cut into batches of `batch_size` (a chunk's last may be smaller).
+
+    Ray Data's per-batch work (batching, collate) competes with the model for the trainer's GIL and
+    CPU: taken a chunk at a time it is paid once per chunk, and shuffling within the chunk stands in
+    for Ray's local shuffle buffer of the same size (measurements: benchmarks/RESULTS.md).
+    """
+    for chunk in chunks:
+        order = torch.randperm(len(chunk["y"]), device=chunk["y"].device)
+        for rows in order.split(batch_size):
+            yield {name: column[rows] for name, column in chunk.items()}
+
+
+@dataclass
+class Totals:
+    """Sums over one pass of an epoch, added up across workers before they become means."""
+
+    loss: float = 0.0  # sum of per-sample losses
+    correct: float = 0.0
+    count: float = 0.0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        n = len(labels)
+        self.loss += loss.item() * n
+        self.correct += (logits.argmax(1) == labels).sum().item()
+        self.count += n
+
+
+def sum_across_workers(totals: list[Totals], device) -> list[Totals]:
+    values = _sum_across_workers([v for t in totals for v in (t.loss, t.correct, t.count)], device)
+    return [Totals(*values[i : i + 3]) for i in range(0, len(values), 3)]
+
+
+def train_epoch(model, batches: Iterator[dict], optimizer, loss_fn, autocast) -> Totals:
+    model.train()
+    totals = Totals()
+    for batch in batches:
+        with autocast:
+            logits = model(batch["x"])
+            loss = loss_fn(logits.float(), batch["y"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals.add(logits, batch["y"], loss)
+    return totals
+
+
+def validate(model, val_batches: list[dict], collate, device, autocast) -> Totals:
+    """The plain (unsmoothed) loss and accuracy on the worker's cached validation batches."""
+    model.eval()
+    totals = Totals()
+    with torch.no_grad(), autocast:
+        for shipped in val_batches:
+            batch = {name: tensor.to(device) for name, tensor in collate(shipped).items()}
+            logits = model(batch["x"]).float()
+            totals.add(logits, batch["y"], nn.functional.cross_entropy(logits, batch["y"]))
+    return totals
+
+
+def save_checkpoint(folder: str, model: nn.Module, optimizer, schedule, progress: dict) -> Checkpoint:
+    """Weights and train state (optimizer, schedule, progress) as a Ray Train checkpoint of `folder`."""
+    save_weights(model, folder)
+    save_state(folder, {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **progress})
+    return Checkpoint.from_directory(folder)
+
+
+def train_loop(config: dict) -> None:
+    """Per worker: build, resume, then per epoch train -> validate -> checkpoint + report."""
+    # Ray Train logs every report at INFO through a logger named by its file path (not under
+    # "ray.train"), so only the worker's root level quiets it; the epoch lines are the progress.
+    logging.getLogger().setLevel(logging.WARNING)
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    # the shards first: each starts a Ray Data coordinator (a new process, ~1 s) while this one builds
+    # the model and optimizer (whose first use imports torch._dynamo, ~1 s)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    bare = config["modality"].build_model(config["model"], config["model_params"], config["shape"], config["classes"])
+    model = ray.train.torch.prepare_model(bare)
+    optimizer = make_optimizer(model.parameters(), config)
+    schedule = make_schedule(optimizer, config)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config["precision"] == "bf16")
+
+    # resume: a restarted worker group (or a re-run) continues from the newest checkpoint
+    progress = {"epoch": -1, "best": -math.inf, "stale": 0, "history": [], "restarts": 0}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            load_weights(bare, folder)
+            state = load_state(folder)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        progress = {name: state[name] for name in progress}
+        progress["restarts"] += 1
+
+    # rank 0 logs every epoch for TensorBoard beside the checkpoints (on a URI storage: into a local folder
+    # copied there after every epoch); a resumed run appends a new event file beside the old
+    board_dir = None
+    if context.get_world_rank() == 0:
+        board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
+    board = SummaryWriter(board_dir) if board_dir else None
+    collate, batch_size = config["collate"], config["batch_size"]
+    # one stream carries every epoch, in chunks; each worker's epoch is an equal share of the split
+    # (the same number of steps everywhere, for DDP)
+    stream = iter(train_shard.iter_torch_batches(batch_size=CHUNK_BATCHES * batch_size, collate_fn=collate, device=device))
+    share, carry = config["samples"] // context.get_world_size(), []
+    # the val split never changes: fetched once (on this node its blocks are read in place from the
+    # object store, where the driver materialized them), collated every epoch
+    val_batches = list(val_shard.iter_batches(batch_size=batch_size, batch_format="numpy"))
+    for epoch in range(progress["epoch"] + 1, config["epochs"]):
+        started = time.perf_counter()
+        trained = train_epoch(model, minibatches(take_rows(stream, share, carry), batch_size), optimizer, loss_fn, autocast)
+        schedule.step()
+        train_s = time.perf_counter() - started
+        seen = validate(model, val_batches, collate, device, autocast)
+        trained, seen = sum_across_workers([trained, seen], device)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": trained.loss / trained.count,
+            "train_accuracy": trained.correct / trained.count,
+            "val_loss": seen.loss / seen.count,
+            SCORE: seen.correct / seen.count,
+            "lr": optimizer.param_groups[0]["lr"],
+            "restarts": progress["restarts"],
+            "train_s": train_s,
+            "val_s": time.perf_counter() - started - train_s,
+            "time": time.time(),
+        }
+        improved = metrics[SCORE] > progress["best"]
+        progress.update(epoch=epoch, history=[*progress["history"], metrics], stale=0 if improved else progress["stale"] + 1,
+                        best=metrics[SCORE] if improved else progress["best"])
+
+        # checkpoint + report: rank 0 writes, every rank reports
+        with tempfile.TemporaryDirectory() as folder:
+            saved = None
+            if context.get_world_rank() == 0:
+                saved = save_checkpoint(folder, bare, optimizer, schedule, progress)
+                log_epoch(board, board_dir, config, metrics)
+            ray.train.report(metrics, checkpoint=saved)
+        if config["patience"] and progress["stale"] >= config["patience"]:
+            break
+    if board:
+        board.close()
+
+
+def log_epoch(board: SummaryWriter, board_dir: str, config: dict, metrics: dict) -> None:
+    """Rank 0's epoch: TensorBoard scalars (copied to a URI storage) and the progress line."""
+    for name in ("train_loss", "train_accuracy", "val_loss", SCORE, "lr"):
+        board.add_scalar(name, metrics[name], metrics["epoch"] + 1)
+    board.flush()
+    publish(Path(board_dir), config["tensorboard"])
+    print(
+        f"epoch {metrics['epoch'] + 1}/{config['epochs']}  train loss {metrics['train_loss']:.4f} "
+        f"acc {metrics['train_accuracy']:.4f}  val loss {metrics['val_loss']:.4f} acc {metrics[SCORE]:.4f}",
+        flush=True,
+    )
+
+
+def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, callbacks=()) -> ray.train.Result:
+    """Run the TorchTrainer (on a k-fold's `fold`); checkpoints go to `storage`/train (a folder or URI), the best k
+    by val accuracy kept."""
+    datasets, samples = data.for_training(job, plan, fold)
+    options = DataContext.get_current().execution_options
+    options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config(job, data, plan, storage, samples),
+        scaling_config=ScalingConfig(
+            num_workers=plan.workers,
+            use_gpu=plan.use_gpu,
+            placement_strategy=plan.placement.upper(),
+            resources_per_worker={"CPU": plan.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=job.run.max_failures),
+            logging_config=LoggingConfig(log_level="WARNING"),  # the epoch lines are the progress
+            callbacks=list(callbacks),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=job.train.keep_checkpoints,
+                checkpoint_score_attribute=SCORE,
+                checkpoint_score_order="max",
+            ),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(execution_options=options),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    return result

@@ -1,0 +1,51 @@
+"""The Ray runtime: start an embedded Ray or attach to a cluster, and what the cluster offers."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+from augtrain.data.stream import configure_data
+
+REPORT_POLL_S = 0.1
+# Ray kills idle worker processes beyond one per CPU after a second. Ray Data runs half-CPU tasks,
+# two per CPU, so every pass would restart the extra workers and pay their imports again.
+IDLE_WORKERS_PER_CPU = 2
+
+
+def start_ray(address: str | None = None) -> None:
+    """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray."""
+    configure_data()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    env = {
+        # Workers print one line per epoch; without these, Ray Train logs each print twice and
+        # Ray Data logs every epoch's execution plan.
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+        "RAY_DATA_LOG_LEVEL": "WARNING",
+        # The Train controller takes one report per poll, every 2 s by default, and a worker's
+        # next report waits for it: every epoch cost at least 2 s (digits trains one in 0.3 s).
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(REPORT_POLL_S),
+    }
+    logs = ray.LoggingConfig(log_level="WARNING")
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, logging_config=logs)
+    else:
+        # Ray Train starts an actor per run that watches for nodes being drained (spot preemption):
+        # one more process start per run, and the one node of an embedded Ray is never drained.
+        env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+        ray.init(
+            dashboard_host="127.0.0.1",
+            runtime_env={"env_vars": env},
+            logging_config=logs,
+            _system_config={"num_workers_soft_limit": IDLE_WORKERS_PER_CPU * (os.cpu_count() or 1)},
+        )
+
+
+def cluster_cpus_gpus() -> tuple[float, float]:
+    resources = ray.cluster_resources()
+    return resources.get("CPU", 0), resources.get("GPU", 0)

@@ -1,0 +1,81 @@
+"""The package's shape: imports point one way, no cycles, and only the modalities know the kinds of data."""
+
+import ast
+from pathlib import Path
+
+from augtrain.modalities import MODALITIES
+
+PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "augtrain"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path, top_level_only: bool) -> set[str]:
+    """The augtrain modules `path` imports (a `from package import name` counts the submodule if it is one)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("augtrain")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("augtrain"):
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names}
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first search meets (as the path that closes it)."""
+    found, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_import_cycle_inside_the_package():
+    graph = {name: imports(path, top_level_only=True) & set(MODULES) for name, path in MODULES.items()}
+    assert len(graph) > 40
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_nothing_but_the_cli_and_the_recipes_import_a_recipe():
+    offenders = {
+        name: sorted(i for i in imports(path, top_level_only=False) if i.startswith("augtrain.recipes"))
+        for name, path in MODULES.items()
+        if not name.startswith(("augtrain.recipes", "augtrain.cli"))
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_only_the_modalities_name_a_kind_of_data():
+    """Outside modalities/ no code compares (or even spells) a kind: it asks the registry for the modality."""
+    kinds = set(MODALITIES)
+    assert {"image", "sequence"} <= kinds
+    spelled = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}"
+        for path in PACKAGE.rglob("*.py")
+        if "modalities" not in path.relative_to(PACKAGE).parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in kinds
+    ]
+    assert spelled == []
