@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from augtrain.sources import Loaded, SourceError, load_source
 from augtrain.spec import Data
-from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, subfolders
+from augtrain.storage import file_names, is_uri, join, move, open_input, publish, read_text, remove, subfolders
 
 SPLITS = ("train", "val", "test")
 ROWS_PER_SHARD = 4096
@@ -41,7 +41,8 @@ class Collected:
 
 def default_path(data: Data) -> str:
     """Where a job's dataset lives (absolute, or a URI): `data.path`, or else data/<source name>."""
-    return join(data.path or str(Path("data") / re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-")))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-.") or "dataset"
+    return join(data.path or str(Path("data") / name))
 
 
 def read_manifest(location: str | Path) -> dict:
@@ -56,8 +57,8 @@ def parse_manifest(text: str, where: str) -> dict:
     """A dataset manifest checked before any of its values is used: a dataset folder may come from anyone."""
     try:
         manifest = json.loads(text)
-    except ValueError as exc:
-        raise SourceError(f"{where}: not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+        raise SourceError(f"{where}: not valid JSON: {str(exc)[:200]}") from None
     problem = _manifest_problem(manifest) if isinstance(manifest, dict) else "not a JSON object"
     if problem:
         raise SourceError(f"{where}: {problem}")
@@ -89,6 +90,8 @@ def layout_problem(layout: dict) -> str | None:
 def classes_problem(classes) -> str | None:
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         return "classes must be a list of at least 2 names"
+    if len(set(classes)) != len(classes):
+        return "classes must be distinct names"
     return None
 
 
@@ -113,6 +116,8 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
     loaded = load_source(data)
     if not loaded.samples:
         raise SourceError(f"{data.source}: no usable samples ({len(loaded.rejects)} quarantined)")
+    if loaded.samples[0].size == 0:
+        raise SourceError(f"{data.source}: the samples hold no values (shape {loaded.samples[0].shape})")
     classes = sorted(set(loaded.labels), key=_natural)
     if len(classes) < 2:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
@@ -180,7 +185,7 @@ def _write(
         fresh = Path(tempfile.mkdtemp(prefix="augtrain-collect-"))
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fresh = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.staging-", dir=Path(out).parent))
+        fresh = Path(tempfile.mkdtemp(prefix=f".{Path(out).name[:64]}.staging-", dir=Path(out).parent))
     index = {name: i for i, name in enumerate(classes)}
     counts = {}
     per_shard = max(1, min(ROWS_PER_SHARD, BYTES_PER_SHARD // max(sample.nbytes for sample in loaded.samples)))
@@ -220,7 +225,7 @@ def _write(
     }
     (fresh / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if previous:
-        move(out, f"{out.rstrip('/')}@{previous['hash'][:12]}")
+        keep_version(out, previous)
     elif not is_uri(out) and Path(out).exists():
         Path(out).rmdir()
     if is_uri(out):
@@ -230,6 +235,19 @@ def _write(
         fresh.chmod(0o755)  # mkdtemp made it owner-only while it was being written
         fresh.rename(out)
     return manifest
+
+
+def keep_version(out: str, previous: dict) -> None:
+    """Move the dataset at `out` aside as <out>@<hash12>; if that version is kept there already (a source
+    that went back and forth), the copy at `out` is the same content and goes."""
+    kept = f"{out.rstrip('/')}@{previous['hash'][:12]}"
+    existing = read_text(join(kept, "manifest.json"))
+    if existing is None:
+        move(out, kept)
+    elif parse_manifest(existing, join(kept, "manifest.json"))["hash"] == previous["hash"]:
+        remove(out)
+    else:
+        raise SourceError(f"{kept}: exists and holds another version; move it away to collect into {out}")
 
 
 def _sequence_summary(samples: list[np.ndarray]) -> dict:

@@ -78,7 +78,7 @@ def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
     cache = join(str(dataset_dir), "stats.json")
     try:
         cached = json.loads(read_text(cache) or "{}")
-    except ValueError:  # a damaged cache is recomputed
+    except (ValueError, RecursionError):  # a damaged cache is recomputed
         cached = {}
     if isinstance(cached, dict) and cached.get("hash") == manifest["hash"]:
         return cached

@@ -27,6 +27,7 @@ from augtrain.models import model_kind
 from augtrain.normalize import normalize
 from augtrain.run import cluster_cpus_gpus, start_ray
 from augtrain.sources import SourceError, load_source, read_image
+from augtrain.spec import Data
 
 BATCH = 256
 
@@ -70,7 +71,11 @@ def _image_rows(batch: dict, data, shape: list[int]) -> dict:
 
 def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict]:
     """Rows (id, label, x bytes, reason) of `source` as a Ray Data dataset, and the layout of x."""
-    data = bundle.job.data.model_copy(update={"source": str(source)})
+    # decoded as in training (resize, channels), but read with the user's defaults for what decides which
+    # files are opened at all: a bundle from elsewhere must not turn on following links out of the folder
+    data = bundle.job.data.model_copy(update={
+        "source": str(source), "follow_links": False, "max_pixels": Data.model_fields["max_pixels"].default,
+    })
     kind, shape = model_kind(bundle.job.model.name), bundle.shape
     if source.is_dir() and kind == "image":
         # any file below the folder (links, FIFOs and devices refused as collect refuses them); a

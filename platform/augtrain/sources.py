@@ -227,9 +227,9 @@ def _npz(path: Path) -> Loaded:
     out = Loaded()
     for i, (sample, label) in enumerate(zip(x, y)):
         if np.isfinite(sample).all():
-            out.add(f"{path.name}[{i}]", sample, label)
+            out.add(f"{display(path.name)}[{i}]", sample, label)
         else:
-            out.rejects.append((f"{path.name}[{i}]", "non-finite values (NaN or inf)"))
+            out.rejects.append((f"{display(path.name)}[{i}]", "non-finite values (NaN or inf)"))
     return out
 
 
@@ -250,11 +250,11 @@ def _series_files(files: list[Path], test: Path | None = None) -> Loaded:
         raise SourceError(str(exc)) from None
     ids, values, labels, in_test, rejects = [], [], [], [], []
     for path, part in zip(files, series):
-        ids += [f"{path.name}:{line}" for line in part.lines]
+        ids += [f"{display(path.name)}:{line}" for line in part.lines]
         values += part.values
         labels += part.labels
         in_test += [path == test] * len(part.values)
-        rejects += [(f"{path.name}:{line}", reason) for line, reason in part.rejects]
+        rejects += [(f"{display(path.name)}:{line}", reason) for line, reason in part.rejects]
     return _sequences(ids, values, labels, in_test, rejects)
 
 
@@ -274,7 +274,7 @@ def _npz_sequences(path: Path) -> Loaded:
         one = one[:, None] if one.ndim == 1 else one
         steps = np.flatnonzero(~np.isnan(one).all(1))
         values.append(one[: steps[-1] + 1] if len(steps) else one[:0])
-    ids = [f"{path.name}[{i}]" for i in range(len(values))]
+    ids = [f"{display(path.name)}[{i}]" for i in range(len(values))]
     return _sequences(ids, values, list(arrays["y"]), [False] * len(values))
 
 
@@ -328,12 +328,13 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list]]]:
     line = 1
     try:
         with open_regular(path) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=""))
-            header = next(reader, None)
+            # utf-8-sig: a byte-order mark some spreadsheets write is not part of the first column's name
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
+            header = next((row for row in reader if row), None)  # blank lines before the header are skipped
             if header is None:
                 raise SourceError(f"{path}: empty file")
             if not _utf8(header):
-                raise SourceError(f"{path}:1: the header is not valid UTF-8")
+                raise SourceError(f"{path}:{reader.line_num}: the header is not valid UTF-8")
             _refuse_duplicates(path, header)
             rows, line = [], reader.line_num + 1
             for row in reader:
@@ -401,7 +402,7 @@ def _table(path: Path, data: Data, labelled: bool) -> Loaded:
         raise SourceError(f"{path}: data.image_shape {shape} does not hold {len(features)} features")
     out = Loaded()
     for line, row in rows:
-        id_ = f"{path.name}:{line}"
+        id_ = f"{display(path.name)}:{line}"
         values = [_number(row[column[c]]) for c in features]
         bad = next((c for c, v in zip(features, values) if v is None), None)
         if not _utf8(row):
@@ -420,10 +421,12 @@ def _image_table(path: Path, data: Data, rows: list[tuple[int, list]], image: in
     items, rejects = [], []
     for line, row in rows:
         name = row[image]
-        id_ = display(name) if isinstance(name, str) and name else f"{path.name}:{line}"
+        id_ = display(name) if isinstance(name, str) and name else f"{display(path.name)}:{line}"
         file, reason = inside(path.parent, name, data.follow_links) if isinstance(name, str) and name else (None, "missing path")
         if reason is None and label_of(row) is None:
             reason = f"missing label: column {data.label_column}"
+        elif reason is None and not _utf8(row):
+            reason = "not valid UTF-8"
         if reason:
             rejects.append((id_, reason))
         else:
