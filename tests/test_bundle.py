@@ -3,6 +3,7 @@ and never unpickle."""
 
 import json
 import pickle
+import re
 
 import pytest
 import torch
@@ -37,7 +38,8 @@ def test_bundle_round_trip(bundle_dir):
     x = torch.randn(4, 1, 8, 8)
     torch.testing.assert_close(bundle.model(x), model.eval()(x))
     assert bundle.classes == DATASET["classes"] and bundle.stats == {"mean": [0.3], "std": [0.4]}
-    assert bundle.dataset_hash == DATASET["hash"] and bundle.job.model.name == "cnn" and bundle.shape == [8, 8, 1]
+    assert json.loads((folder / "input.json").read_text())["dataset_hash"] == DATASET["hash"]
+    assert bundle.job.model.name == "cnn" and bundle.shape == [8, 8, 1]
     assert set(json.loads((folder / "manifest.json").read_text())["files"]) == set(FILES)
 
 
@@ -159,3 +161,21 @@ def key_pair(stem):
     public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     return private, public
+
+
+@pytest.mark.parametrize(
+    "name, text, problem",
+    [
+        ("classes.json", "[" * 100_000 + "]" * 100_000, "classes.json: not valid JSON"),
+        ("classes.json", json.dumps(["a"] * 10), "classes must be distinct names"),
+        ("input.json", json.dumps({"shape": [64], "dtype": "uint8"}), "model 'cnn' cannot be built for samples of shape [64]"),
+        ("normalization.json", json.dumps({}), "normalization.json: expected a mean and std per channel (1)"),
+        ("normalization.json", json.dumps({"mean": [0, 0, 0], "std": [1, 1, 1]}), "expected a mean and std per channel (1)"),
+    ],
+    ids=["deep-json", "duplicate-classes", "shape-unfit", "no-stats", "stats-per-3-channels"],
+)
+def test_every_value_of_a_bundle_is_checked_before_use(bundle_dir, name, text, problem):
+    folder, _ = bundle_dir
+    rewrite(folder, name, text)
+    with pytest.raises(BundleError, match=re.escape(problem)):
+        load_bundle(folder)

@@ -59,3 +59,11 @@ def test_sequence_model_params_are_checked():
         check_model("lstm", {"units": 3})
     with pytest.raises(ValueError, match="bidirectional must be bool"):
         check_model("gru", {"bidirectional": "yes"})
+
+
+def test_model_sizes_are_bounded_before_anything_is_built():
+    """A spec (or a bundle's) cannot ask for a model that takes minutes to build or memory to hold."""
+    with pytest.raises(ValueError, match=r"model 'lstm': layers must be int, got '20000' \(Input should be less than or equal to 16\)"):
+        check_model("lstm", {"layers": 20000})
+    with pytest.raises(ValueError, match="width must be int"):
+        check_model("cnn", {"width": 1 << 20})

@@ -195,3 +195,38 @@ def test_a_recollect_with_new_bad_rows_writes_the_new_quarantine(tmp_path, digit
     assert not second.skipped and second.manifest["hash"] != first.manifest["hash"]
     assert reasons(second) == {"2/junk.png": "not a readable image: no image format recognised"}
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["quarantined"] == 1
+
+
+def test_a_spreadsheet_csv_with_a_bom_and_leading_blank_lines_reads(tmp_path, digits):
+    header = ",".join(f"p{i}" for i in range(64)) + ",label"
+    rows = [",".join(map(str, r)) + f",{t}" for r, t in zip(digits.data[:60].astype(int), digits.target[:60])]
+    (tmp_path / "d.csv").write_bytes(b"\xef\xbb\xbf\n\n" + "\n".join([header, *rows]).encode() + b"\n")
+    collected = collect(Data(source=str(tmp_path / "d.csv")), tmp_path / "out")
+    assert sum(sum(c.values()) for c in collected.manifest["counts"].values()) == 60
+
+
+def test_samples_without_values_and_names_that_are_not_utf8_are_refused_or_quarantined(tmp_path, digits):
+    (tmp_path / "labels.csv").write_text("label\n" + "\n".join(str(t) for t in digits.target[:40]) + "\n")
+    one_error(collect_cli(tmp_path / "labels.csv", "--out", tmp_path / "o1"), "the samples hold no values")
+    write_digit_folder(tmp_path / "img", digits)
+    files = sorted((tmp_path / "img").rglob("*.png"))
+    rows = b"".join(f"{f.relative_to(tmp_path / 'img')},{f.parent.name}\n".encode() for f in files)
+    (tmp_path / "img" / "index.csv").write_bytes(b"path,label\n" + rows + b"0/0.png,caf\xe9\n")
+    collected = collect(Data(source=str(tmp_path / "img" / "index.csv"), image_column="path"), tmp_path / "o2")
+    assert reasons(collected) == {"0/0.png": "not valid UTF-8"}
+    odd = tmp_path / os.fsdecode(b"caf\xe9.npz")
+    np.savez(odd, x=digits.images[:40], y=digits.target[:40] % 2)
+    assert reasons(collect(Data(source=str(odd)), tmp_path / "o3")) == {}  # ids name it caf\xe9.npz[i]
+
+
+def test_a_source_that_goes_back_and_forth_keeps_every_version(tmp_path, digits):
+    root = write_digit_folder(tmp_path / "images", digits)
+    junk = root / "2" / "junk.png"
+    hashes = []
+    for bad in (False, True, False, True):
+        junk.write_bytes(b"not an image") if bad else junk.unlink(missing_ok=True)
+        hashes.append(collect(Data(source=str(root)), tmp_path / "out").manifest["hash"])
+    assert hashes[0] == hashes[2] != hashes[1] == hashes[3]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["hash"] == hashes[3]
+    assert json.loads((tmp_path / f"out@{hashes[0][:12]}" / "manifest.json").read_text())["hash"] == hashes[0]
+    assert not list(tmp_path.glob(".out.staging-*"))

@@ -162,3 +162,10 @@ def test_a_run_name_never_leaves_the_storage_path(name):
 def test_a_ucr_name_is_a_name_not_a_path():
     with pytest.raises(SpecError, match="data.source: .*UCR/UEA dataset name '../../etc' is not a plain file name"):
         parse_job({"data": {"source": "ucr:../../etc"}})
+
+
+@pytest.mark.parametrize("value", ["2001-13-45", "!!int abc", "!!bool maybe", "!!timestamp x", "9" * 5000])
+def test_a_value_yaml_cannot_build_is_one_error(tmp_path, value):
+    job = tmp_path / "job.yaml"
+    job.write_text(f"data: {{source: sklearn-digits, seed: {value}}}\n")
+    refused(validate(job), "not valid YAML")

@@ -181,3 +181,9 @@ def test_a_bad_ts_line_is_quarantined_and_a_bad_header_fails_collect_keeping_the
 def test_collect_rejects_unknown_dataset_name():
     with pytest.raises(SourceError, match="ucr:NoSuchSet"):
         collect(Data(source="ucr:NoSuchSet"))
+
+
+def test_one_bad_first_line_does_not_set_the_dimensions_of_the_rest(tmp_path):
+    rows = ["1,2:3,4:a"] + [f"{i},{i + 1},{i + 2}:{'ab'[i % 2]}" for i in range(20)]
+    series = read_series(ts_file(tmp_path / "x.ts", rows))
+    assert len(series.values) == 20 and series.rejects == [(9, "wrong dimensions: 2, expected 1")]

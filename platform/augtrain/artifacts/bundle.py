@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import stat
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from torch import nn
 from augtrain.artifacts.signing import verify_bundle
 from augtrain.config.spec import Job, SpecError, dump_job, parse_job, read_yaml
 from augtrain.data.files import open_regular
-from augtrain.data.format import classes_problem, layout_problem
+from augtrain.data.format import HEX_DIGEST, classes_problem, layout_problem
 from augtrain.modalities import Modality, for_model
 from augtrain.training.checkpoint import WEIGHTS
 
@@ -37,7 +36,6 @@ FILES = (WEIGHTS, "spec.yaml", "normalization.json", "classes.json", "input.json
 FORMAT = 2  # 2: input.json holds the sample layout; the manifest lists files only
 MAX_BYTES = {WEIGHTS: 8 << 30}  # any other file: MAX_METADATA_BYTES
 MAX_METADATA_BYTES = 16 << 20
-HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleError(ValueError):
@@ -52,7 +50,6 @@ class Bundle:
     classes: list[str]
     shape: list[int]  # one sample, as collected
     dtype: str
-    dataset_hash: str
     modality: Modality
 
 
@@ -101,24 +98,36 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     classes = _json(folder, blobs, "classes.json")
     layout = _json(folder, blobs, "input.json")
     stats = _json(folder, blobs, "normalization.json")
-    problem = (
-        classes_problem(classes)
-        or (layout_problem(layout) if isinstance(layout, dict) else "input.json: not a JSON object")
-        or (None if isinstance(stats, dict) else "normalization.json: not a JSON object")
+    problem = classes_problem(classes) or (
+        layout_problem(layout) if isinstance(layout, dict) else "input.json: not a JSON object"
     )
     if problem:
         raise BundleError(f"{folder}: {problem}")
     modality = modality or for_model(job.model.name)
     model = _model(folder, job, modality, layout["shape"], len(classes), blobs[WEIGHTS])
-    return Bundle(model.eval(), job, stats, classes, layout["shape"], layout["dtype"], str(layout.get("dataset_hash")),
-                  modality)
+    problem = stats_problem(stats, layout["shape"][-1])  # the last axis is the channels, once the model fits
+    if problem:
+        raise BundleError(f"{folder}: {problem}")
+    return Bundle(model.eval(), job, stats, classes, layout["shape"], layout["dtype"], modality)
+
+
+def stats_problem(stats, channels: int) -> str | None:
+    """What is wrong with normalization stats: {"mode": "series"}, or a mean and std per channel."""
+    if stats == {"mode": "series"}:
+        return None
+    numbers = [stats.get(key) for key in ("mean", "std")] if isinstance(stats, dict) else None
+    if not numbers or not all(isinstance(v, list) and len(v) == channels for v in numbers) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for v in numbers for x in v
+    ):
+        return f"normalization.json: expected a mean and std per channel ({channels}) or {{\"mode\": \"series\"}}"
+    return None
 
 
 def _listed_files(folder: Path) -> dict[str, str]:
     """The manifest's {file: SHA-256}, which must name exactly the bundle's files."""
     try:
         manifest = json.loads(_read(folder / "manifest.json", MAX_METADATA_BYTES))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:
         raise BundleError(f"{folder / 'manifest.json'}: not a bundle manifest: {str(exc)[:200]}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(files, dict):
@@ -165,8 +174,8 @@ def _text(folder: Path, blobs: dict[str, bytes], name: str) -> str:
 def _json(folder: Path, blobs: dict[str, bytes], name: str):
     try:
         return json.loads(_text(folder, blobs, name))
-    except ValueError as exc:
-        raise BundleError(f"{folder / name}: not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+        raise BundleError(f"{folder / name}: not valid JSON: {str(exc)[:200]}") from None
 
 
 def _model(folder: Path, job: Job, builder: Modality, shape: list[int], classes: int, weights: bytes) -> nn.Module:
@@ -176,8 +185,12 @@ def _model(folder: Path, job: Job, builder: Modality, shape: list[int], classes:
         tensors = load_tensors(weights)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise BundleError(f"{folder / WEIGHTS}: not loadable weights: {str(exc)[:200]}") from None
-    with torch.device("meta"):
-        skeleton = builder.build_model(job.model.name, job.model.params, shape, classes)
+    try:
+        with torch.device("meta"):
+            skeleton = builder.build_model(job.model.name, job.model.params, shape, classes)
+    except (ValueError, TypeError, RuntimeError) as exc:  # e.g. an image model given a 1-D sample shape
+        raise BundleError(f"{folder}: model {job.model.name!r} cannot be built for samples of shape {shape}: "
+                          f"{str(exc)[:200]}") from None
     wanted = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in tensors.items()}
     if wanted != found:

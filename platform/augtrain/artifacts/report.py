@@ -16,11 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-import yaml  # noqa: E402
 from jinja2 import Environment, PackageLoader  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from augtrain.config.spec import flatten  # noqa: E402
+from augtrain.config.spec import flatten, read_yaml  # noqa: E402
 from augtrain.data.format import SPLITS, decode_samples, read_manifest, split_files  # noqa: E402
 from augtrain.data.sources import SourceError  # noqa: E402
 from augtrain.data.storage import open_input  # noqa: E402
@@ -54,7 +53,7 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     spec_text = (run_dir / "spec.yaml").read_text()
-    spec = yaml.safe_load(spec_text)
+    spec = read_yaml(spec_text, str(run_dir / "spec.yaml"))
     test, history = metrics["test"], metrics.get("history")
     page = {
         "run_dir": run_dir,

@@ -26,16 +26,19 @@ class SpecError(ValueError):
 class _JobLoader(yaml.SafeLoader):
     """PyYAML's safe loader (plain data only) that refuses a key given twice in one mapping."""
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                if key.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value[:80]!r}", key.start_mark
-                    )
-                seen.add(key.value)
-        return super().construct_mapping(node, deep)
+    def flatten_mapping(self, node):
+        # checked before merge keys (<<) are flattened in: merged keys may repeat explicit ones
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key.value[:80]!r}", key.start_mark
+                        )
+                    seen.add(key.value)
+        super().flatten_mapping(node)
 
 
 def read_yaml(text: str, origin: str) -> Any:
@@ -50,12 +53,16 @@ def read_yaml(text: str, origin: str) -> Any:
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
         loader = _JobLoader(text)
+        loader._checked = set()
         try:
             raw = loader.get_single_data()
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise SpecError(f"{origin}: not valid YAML: {exc}") from None
+    except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
+        # a tagged or implicit value PyYAML cannot build (`!!int abc`, `2001-13-45`, a 5000-digit number)
+        raise SpecError(f"{origin}: not valid YAML: a value cannot be read: {str(exc)[:200]}") from None
     _check_size(raw, origin)
     return raw
 
@@ -357,9 +364,9 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
-    if len(message) > 300:  # a message may quote the offending value, which can be any size
-        message = f"{message[:300]}... ({len(message)} characters)"
-    return f"{path}: {message}" if path else message
+    line = f"{path}: {message}" if path else message
+    # a message may quote the offending value or key, which can be any size
+    return line if len(line) <= 300 else f"{line[:300]}... ({len(line)} characters)"
 
 
 def parse_job(raw: Any, origin: str = "job") -> Job:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from augtrain.config.spec import Data
 from augtrain.data.format import FORMAT, SPLITS, parse_manifest
 from augtrain.data.sources import Loaded, SourceError
-from augtrain.data.storage import file_names, is_uri, join, move, publish, read_text, subfolders
+from augtrain.data.storage import file_names, is_uri, join, move, publish, read_text, remove, subfolders
 from augtrain.modalities import Modality, read_source
 
 ROWS_PER_SHARD = 4096
@@ -37,7 +37,8 @@ class Collected:
 
 def default_path(data: Data) -> str:
     """Where a job's dataset lives (absolute, or a URI): `data.path`, or else data/<source name>."""
-    return join(data.path or str(Path("data") / re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-")))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data.source).stem).strip("-.") or "dataset"
+    return join(data.path or str(Path("data") / name))
 
 
 def collect(data: Data, out: str | Path | None = None) -> Collected:
@@ -50,6 +51,8 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
     reader, loaded = read_source(data)
     if not loaded.samples:
         raise SourceError(f"{data.source}: no usable samples ({len(loaded.rejects)} quarantined)")
+    if loaded.samples[0].size == 0:
+        raise SourceError(f"{data.source}: the samples hold no values (shape {loaded.samples[0].shape})")
     classes = sorted(set(loaded.labels), key=_natural)
     if len(classes) < 2:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
@@ -118,7 +121,7 @@ def _write(
         fresh = Path(tempfile.mkdtemp(prefix="augtrain-collect-"))
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fresh = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.staging-", dir=Path(out).parent))
+        fresh = Path(tempfile.mkdtemp(prefix=f".{Path(out).name[:64]}.staging-", dir=Path(out).parent))
     index = {name: i for i, name in enumerate(classes)}
     counts = {}
     per_shard = max(1, min(ROWS_PER_SHARD, BYTES_PER_SHARD // max(sample.nbytes for sample in loaded.samples)))
@@ -158,7 +161,7 @@ def _write(
     }
     (fresh / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if previous:
-        move(out, f"{out.rstrip('/')}@{previous['hash'][:12]}")
+        keep_version(out, previous)
     elif not is_uri(out) and Path(out).exists():
         Path(out).rmdir()
     if is_uri(out):
@@ -170,3 +173,14 @@ def _write(
     return manifest
 
 
+def keep_version(out: str, previous: dict) -> None:
+    """Move the dataset at `out` aside as <out>@<hash12>; if that version is kept there already (a source
+    that went back and forth), the copy at `out` is the same content and goes."""
+    kept = f"{out.rstrip('/')}@{previous['hash'][:12]}"
+    existing = read_text(join(kept, "manifest.json"))
+    if existing is None:
+        move(out, kept)
+    elif parse_manifest(existing, join(kept, "manifest.json"))["hash"] == previous["hash"]:
+        remove(out)
+    else:
+        raise SourceError(f"{kept}: exists and holds another version; move it away to collect into {out}")

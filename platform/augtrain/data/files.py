@@ -50,8 +50,12 @@ def walk(root: Path, follow_links: bool = False) -> Listing:
     stack = [root]
     while stack:
         folder = stack.pop()
-        with os.scandir(folder) as entries:
-            names = sorted(entries, key=lambda entry: os.fsencode(entry.name))
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(entries, key=lambda entry: os.fsencode(entry.name))
+        except OSError as exc:  # unreadable, or a path past the system's length limit
+            out.rejects.append((display(folder.relative_to(root)), f"unreadable folder: {exc.strerror}"))
+            continue
         for entry in names:
             path = Path(entry.path)
             id_ = display(path.relative_to(root))
@@ -59,7 +63,11 @@ def walk(root: Path, follow_links: bool = False) -> Listing:
             if reason:
                 out.rejects.append((id_, reason))
                 continue
-            info = path.stat()
+            try:
+                info = path.stat()
+            except OSError as exc:
+                out.rejects.append((id_, f"unreadable: {exc.strerror}"))
+                continue
             if stat.S_ISDIR(info.st_mode):
                 if (info.st_dev, info.st_ino) in seen:
                     out.rejects.append((id_, "symlink loop: a folder reached twice"))

@@ -63,12 +63,13 @@ def csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list]]]:
     line = 1
     try:
         with open_regular(path) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=""))
-            header = next(reader, None)
+            # utf-8-sig: a byte-order mark some spreadsheets write is not part of the first column's name
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
+            header = next((row for row in reader if row), None)  # blank lines before the header are skipped
             if header is None:
                 raise SourceError(f"{path}: empty file")
             if not utf8(header):
-                raise SourceError(f"{path}:1: the header is not valid UTF-8")
+                raise SourceError(f"{path}:{reader.line_num}: the header is not valid UTF-8")
             refuse_duplicates(path, header)
             rows, line = [], reader.line_num + 1
             for row in reader:

@@ -127,6 +127,12 @@ def move(location: str, destination: str) -> None:
     fs.delete_dir(path)
 
 
+def remove(location: str) -> None:
+    """Delete a folder and everything in it."""
+    fs, path = filesystem(location)
+    fs.delete_dir(path)
+
+
 def is_folder(location: str, path: str) -> bool:
     """Whether `path`, a path in the filesystem of `location` (as Ray reports checkpoints), is a folder."""
     fs, _ = filesystem(location)

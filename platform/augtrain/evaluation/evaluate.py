@@ -33,7 +33,13 @@ def run_dataset(path: Path) -> str:
     metrics = run_dir_of(path) / "metrics.json"
     if not metrics.is_file():
         raise SourceError(f"{path}: no run dir around this bundle to find its dataset; pass --data")
-    return json.loads(metrics.read_text())["dataset"]["path"]
+    try:
+        dataset = json.loads(metrics.read_text())["dataset"]["path"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        dataset = None
+    if not isinstance(dataset, str):
+        raise SourceError(f"{metrics}: names no dataset (dataset.path); pass --data")
+    return dataset
 
 
 def reevaluate(run: Path, dataset_dir: str | None = None, public_key: str | None = None) -> tuple[Path, dict]:

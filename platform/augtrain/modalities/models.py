@@ -14,13 +14,17 @@ from pydantic import TypeAdapter, ValidationError
 
 def check_builder(name: str, builder: Callable, params: dict[str, Any]) -> None:
     """Raise ValueError if `params` are not among the builder's arguments, or of the wrong type."""
-    hints = typing.get_type_hints(builder)
+    hints = typing.get_type_hints(builder, include_extras=True)
     accepted = set(inspect.signature(builder).parameters) - {"shape", "classes"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"model {name!r} has no parameter(s) {unknown} (accepts: {', '.join(sorted(accepted))})")
     for key, value in params.items():
+        hint = hints[key]
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
         try:
-            TypeAdapter(hints[key]).validate_python(value, strict=True)
-        except ValidationError:
-            raise ValueError(f"model {name!r}: {key} must be {hints[key].__name__}, got {str(value)[:80]!r}") from None
+            TypeAdapter(hint).validate_python(value, strict=True)
+        except ValidationError as exc:
+            raise ValueError(
+                f"model {name!r}: {key} must be {base.__name__}, got {str(value)[:80]!r} ({exc.errors()[0]['msg']})"
+            ) from None

@@ -18,6 +18,7 @@ import ray
 import torch
 
 from augtrain.artifacts.bundle import Bundle, load_bundle
+from augtrain.config.spec import Data
 from augtrain.data.format import decode_samples
 from augtrain.data.sources import SourceError
 from augtrain.training.runtime import cluster_cpus_gpus, start_ray
@@ -59,7 +60,12 @@ def model_ready(bundle: Bundle, samples: np.ndarray) -> np.ndarray:
 def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict]:
     """Rows (id, label, x bytes, reason) of `source` as a Ray Data dataset, read by the model's modality
     as `collect` reads its sources, and the layout of x."""
-    data = bundle.job.data.model_copy(update={"source": str(source), "kind": bundle.modality.kind})
+    # decoded as in training (resize, channels), but read with the user's defaults for what decides which
+    # files are opened at all: a bundle from elsewhere must not turn on following links out of the folder
+    data = bundle.job.data.model_copy(update={
+        "source": str(source), "kind": bundle.modality.kind, "follow_links": False,
+        "max_pixels": Data.model_fields["max_pixels"].default,
+    })
     return bundle.modality.prediction_inputs(source, data, bundle.shape)
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from torch import nn
 
-def cnn(shape: tuple[int, int, int], classes: int, width: int = 32, dropout: float = 0.0) -> nn.Module:
+Width = Annotated[int, Field(ge=1, le=1024)]  # a bound on what a spec (or a bundle from elsewhere) may build
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+
+def cnn(shape: tuple[int, int, int], classes: int, width: Width = 32, dropout: Dropout = 0.0) -> nn.Module:
     """The classic small CNN: Conv 32 -> Pool -> Conv 64 -> Pool -> Conv 64 -> Dense 64 -> Dense classes.
 
     Convolutions pad to keep size so the net fits inputs as small as 8x8; `shape` is (H, W, C).

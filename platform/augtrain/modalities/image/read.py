@@ -135,9 +135,9 @@ def npz_images(path: Path) -> Loaded:
     out = Loaded()
     for i, (sample, label) in enumerate(zip(x, y)):
         if np.isfinite(sample).all():
-            out.add(f"{path.name}[{i}]", sample, label)
+            out.add(f"{display(path.name)}[{i}]", sample, label)
         else:
-            out.rejects.append((f"{path.name}[{i}]", "non-finite values (NaN or inf)"))
+            out.rejects.append((f"{display(path.name)}[{i}]", "non-finite values (NaN or inf)"))
     return out
 
 
@@ -165,7 +165,7 @@ def table(path: Path, data: Data, labelled: bool) -> Loaded:
         raise SourceError(f"{path}: data.image_shape {shape} does not hold {len(features)} features")
     out = Loaded()
     for line, row in rows:
-        id_ = f"{path.name}:{line}"
+        id_ = f"{display(path.name)}:{line}"
         values = [number(row[column[c]]) for c in features]
         bad = next((c for c, v in zip(features, values) if v is None), None)
         if not utf8(row):
@@ -184,10 +184,12 @@ def image_table(path: Path, data: Data, rows: list[tuple[int, list]], image: int
     items, rejects = [], []
     for line, row in rows:
         name = row[image]
-        id_ = display(name) if isinstance(name, str) and name else f"{path.name}:{line}"
+        id_ = display(name) if isinstance(name, str) and name else f"{display(path.name)}:{line}"
         file, reason = inside(path.parent, name, data.follow_links) if isinstance(name, str) and name else (None, "missing path")
         if reason is None and label_of(row) is None:
             reason = f"missing label: column {data.label_column}"
+        elif reason is None and not utf8(row):
+            reason = "not valid UTF-8"
         if reason:
             rejects.append((id_, reason))
         else:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import nn
+
+# Bounds on what a spec (or a bundle from elsewhere) may ask for: the model is built before its
+# weights are compared with a bundle's, and 20,000 LSTM layers take minutes to build.
+Hidden = Annotated[int, Field(ge=1, le=4096)]
+Layers = Annotated[int, Field(ge=1, le=16)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 def _unpad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, T, C) NaN-padded sequences -> zero-filled sequences and the (N, T) mask of real steps."""
@@ -88,14 +97,14 @@ class SequenceClassifier(nn.Module):
         return self.head(torch.cat([branch(x, valid) for branch in self.branches], 1))
 
 
-def lstm(shape: tuple[int, int], classes: int, hidden: int = 128, layers: int = 2, bidirectional: bool = False,
-         dropout: float = 0.0) -> nn.Module:
+def lstm(shape: tuple[int, int], classes: int, hidden: Hidden = 128, layers: Layers = 2, bidirectional: bool = False,
+         dropout: Dropout = 0.0) -> nn.Module:
     """The classic stack: `layers` LSTM layers of `hidden` units -> Dense; `shape` is (T, C)."""
     return SequenceClassifier([RecurrentFeatures(nn.LSTM, shape, hidden, layers, bidirectional, dropout)], classes)
 
 
-def gru(shape: tuple[int, int], classes: int, hidden: int = 128, layers: int = 2, bidirectional: bool = False,
-        dropout: float = 0.0) -> nn.Module:
+def gru(shape: tuple[int, int], classes: int, hidden: Hidden = 128, layers: Layers = 2, bidirectional: bool = False,
+        dropout: Dropout = 0.0) -> nn.Module:
     """As `lstm`, with GRU cells."""
     return SequenceClassifier([RecurrentFeatures(nn.GRU, shape, hidden, layers, bidirectional, dropout)], classes)
 
@@ -105,7 +114,7 @@ def fcn(shape: tuple[int, int], classes: int) -> nn.Module:
     return SequenceClassifier([ConvFeatures(shape[1])], classes)
 
 
-def lstm_fcn(shape: tuple[int, int], classes: int, hidden: int = 128, dropout: float = 0.8,
+def lstm_fcn(shape: tuple[int, int], classes: int, hidden: Hidden = 128, dropout: Dropout = 0.8,
              bidirectional: bool = False, shuffle: bool = True) -> nn.Module:
     """LSTM-FCN (Karim et al. 2017): an LSTM branch (dropout 0.8, dimension shuffle) beside the FCN branch."""
     recurrent = RecurrentFeatures(nn.LSTM, shape, hidden, 1, bidirectional, dropout, shuffle)

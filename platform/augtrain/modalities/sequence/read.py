@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from augtrain.config.spec import Data
+from augtrain.data.files import display
 from augtrain.data.sources import Loaded, SourceError, npz_arrays
 from augtrain.modalities.sequence.ucr import ArchiveError, find_dataset, read_series
 
@@ -40,11 +41,11 @@ def series_files(files: list[Path], test: Path | None = None) -> Loaded:
         raise SourceError(str(exc)) from None
     ids, values, labels, in_test, rejects = [], [], [], [], []
     for path, part in zip(files, series):
-        ids += [f"{path.name}:{line}" for line in part.lines]
+        ids += [f"{display(path.name)}:{line}" for line in part.lines]
         values += part.values
         labels += part.labels
         in_test += [path == test] * len(part.values)
-        rejects += [(f"{path.name}:{line}", reason) for line, reason in part.rejects]
+        rejects += [(f"{display(path.name)}:{line}", reason) for line, reason in part.rejects]
     return sequences(ids, values, labels, in_test, rejects)
 
 
@@ -64,7 +65,7 @@ def npz_sequences(path: Path) -> Loaded:
         one = one[:, None] if one.ndim == 1 else one
         steps = np.flatnonzero(~np.isnan(one).all(1))
         values.append(one[: steps[-1] + 1] if len(steps) else one[:0])
-    ids = [f"{path.name}[{i}]" for i in range(len(values))]
+    ids = [f"{display(path.name)}[{i}]" for i in range(len(values))]
     return sequences(ids, values, list(arrays["y"]), [False] * len(values))
 
 

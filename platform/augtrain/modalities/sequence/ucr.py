@@ -7,6 +7,7 @@ one place the archive's files may be found.
 from __future__ import annotations
 
 import importlib.metadata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,10 +178,9 @@ def _read_ts(path: Path, lines: list) -> Series:
     if not header.get("classlabel"):
         raise ArchiveError(f"{path}: no class labels (@classLabel false); augtrain classifies")
     classes = set(header["classes"])
-    # @dimensions, else the first data line, sets how many dimensions every line has
-    dims = header.get("dimensions") or next(
-        (row.count(":") for row in lines[first:] if isinstance(row, str) and row.strip() and ":" in row), None
-    )
+    # @dimensions, else what most data lines have (one bad first line must not condemn the rest)
+    counts = Counter(row.count(":") for row in lines[first:] if isinstance(row, str) and ":" in row)
+    dims = header.get("dimensions") or (counts.most_common(1)[0][0] if counts else None)
     out = Series()
     for i in range(first, len(lines)):
         if isinstance(lines[i], str) and (not lines[i].strip() or lines[i].strip().startswith("#")):
