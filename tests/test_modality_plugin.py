@@ -5,9 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-import cloudpickle
 import numpy as np
 import pyarrow.parquet as pq
+import ray.cloudpickle as cloudpickle
 from torch import nn
 from typer.testing import CliRunner
 
@@ -62,8 +62,8 @@ class VectorModality(Modality):
 
 
 VECTOR = MODALITIES.get("vector") or register(VectorModality())
-# Ray's processes get the modality as an object (never look it up by kind): ship this module's
-# definitions by value, as a plug-in not installed on the workers would be
+# Ray's processes get the modality as an object (never look it up by kind): Ray's pickler ships this
+# module's definitions by value, since the workers cannot import a test module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 

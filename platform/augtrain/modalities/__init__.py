@@ -27,6 +27,12 @@ def register(modality: Modality) -> Modality:
     return modality
 
 
+def known(modality: Modality) -> Modality:
+    """`modality`, registered in this process if it is not yet: a Ray process given a plug-in's modality
+    by its driver validates specs that name its models."""
+    return MODALITIES.setdefault(modality.kind, modality)
+
+
 def modality(kind: str) -> Modality:
     """The modality of a manifest's `kind`."""
     if kind not in MODALITIES:

@@ -13,6 +13,7 @@ from augtrain.training.plan import Plan
 from augtrain.config.spec import Job, parse_job, set_dotted
 from augtrain.data.storage import child
 from augtrain.data.stream import CollectedData, configure_data
+from augtrain.modalities import known
 from augtrain.training.loop import fit
 
 
@@ -30,6 +31,7 @@ def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: 
     Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
     """
     configure_data(progress_bars=False)
+    known(data.modality)
     job = trial_job(base, config)
     storage = child(trials, tune.get_context().get_trial_id(), "trial id")
     fit(job, data, plan, storage, callbacks=[TuneReportCallback()])

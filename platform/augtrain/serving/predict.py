@@ -21,6 +21,7 @@ from augtrain.artifacts.bundle import Bundle, load_bundle
 from augtrain.config.spec import Data
 from augtrain.data.format import decode_samples
 from augtrain.data.sources import SourceError
+from augtrain.modalities import known
 from augtrain.training.runtime import cluster_cpus_gpus, start_ray
 
 BATCH = 256
@@ -31,7 +32,7 @@ class Predictor:
 
     def __init__(self, bundle_dir: str, public_key: str | None, modality):
         torch.set_num_threads(1)  # one actor per CPU
-        self.bundle = load_bundle(bundle_dir, public_key, modality)
+        self.bundle = load_bundle(bundle_dir, public_key, known(modality))
 
     def __call__(self, batch: dict, layout: dict) -> dict:
         good = batch["reason"] == ""
