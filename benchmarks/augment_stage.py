@@ -16,18 +16,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import ray
-from sklearn.datasets import load_digits, load_sample_images
-
-from augtrain.modalities.image.augment import augment_images, build_pipeline
+from augtrain.config.spec import Data, WorkerScaling
 from augtrain.data.collect import collect
 from augtrain.data.format import decode_samples, split_files
 from augtrain.data.normalize import normalize
+from augtrain.data.stream import split_dataset
 from augtrain.modalities import modality
+from augtrain.modalities.image.augment import augment_images, build_pipeline
 from augtrain.training.plan import plan_resources
 from augtrain.training.runtime import start_ray
-from augtrain.config.spec import Data, WorkerScaling
-from augtrain.data.stream import split_dataset
 from common import record
+from sklearn.datasets import load_digits, load_sample_images
 
 TRANSFORMS = [
     {"name": "Affine", "rotate": [-10, 10], "translate_percent": [-0.1, 0.1], "scale": [0.9, 1.1], "p": 0.8},

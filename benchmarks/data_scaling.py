@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-
-from augtrain.modalities.image.augment import build_pipeline
 from augtrain.config.spec import load_job
+from augtrain.modalities.image.augment import build_pipeline
 from common import record
+from sklearn.datasets import load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = ROOT / "jobs" / "digits_cnn.yaml"

@@ -6,9 +6,9 @@ Usage: fuzz_readers.py [COUNT] [SEED]
 """
 
 import sys
-import warnings
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

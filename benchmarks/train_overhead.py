@@ -20,19 +20,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 import torch
+from augtrain.config.spec import load_job
+from augtrain.data.format import decode_samples, read_manifest, split_files
+from augtrain.data.normalize import normalize
+from augtrain.data.stream import read_split
+from augtrain.modalities import build_model
+from augtrain.modalities.image.augment import augment_images, build_pipeline
+from augtrain.recipes.run import run_job
+from augtrain.training.loop import make_optimizer, make_schedule
+from augtrain.training.plan import plan_resources
+from common import record
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-from augtrain.modalities.image.augment import augment_images, build_pipeline
-from augtrain.data.format import decode_samples, read_manifest, split_files
-from augtrain.modalities import build_model
-from augtrain.data.normalize import normalize
-from augtrain.training.plan import plan_resources
-from augtrain.recipes.run import run_job
-from augtrain.config.spec import load_job
-from augtrain.data.stream import read_split
-from augtrain.training.loop import make_optimizer, make_schedule
-from common import record
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "digits_cnn.yaml"
 EPOCHS = 12

@@ -12,15 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from augtrain.config.spec import load_job
+from augtrain.data.collect import collect
+from augtrain.data.format import split_files
+from augtrain.recipes.tune import tune_job
+from common import record
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
-
-from augtrain.data.collect import collect
-from augtrain.data.format import split_files
-from augtrain.config.spec import load_job
-from augtrain.recipes.tune import tune_job
-from common import record
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "digits_cnn_tune.yaml"
 

@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from augtrain.recipes.rundir import prepare_dataset
 from augtrain.config.spec import load_job
-from augtrain.training.checkpoint import read_history
+from augtrain.recipes.rundir import prepare_dataset
 from augtrain.recipes.tune import tune_job
+from augtrain.training.checkpoint import read_history
 from common import record
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "digits_cnn_tune.yaml"

@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from augtrain.recipes.run import run_job
 from augtrain.config.spec import load_job
+from augtrain.recipes.run import run_job
 from common import record
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"

@@ -25,7 +25,6 @@ def loaded_by_import(module: str, heavy: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
-
     from augtrain.training.runtime import start_ray
 
     start_ray()
@@ -46,10 +45,9 @@ def smoke(tmp_path, *extra):
 
 def smoke_run(tmp_path, job, command="run", *extra):
     """Run a job in smoke form through the CLI; check its run dir, bundle and re-evaluation."""
-    from typer.testing import CliRunner
-
     from augtrain.cli import app
     from augtrain.config.spec import load_job
+    from typer.testing import CliRunner
 
     result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
     assert result.exit_code == 0, result.output

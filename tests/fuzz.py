@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
+from augtrain.config.spec import Data
 from augtrain.data.sources import SourceError
 from augtrain.modalities import read_source
 from augtrain.modalities.image.read import read_image
-from augtrain.config.spec import Data
+from PIL import Image
 
 BOUNDARY = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x00"]
 

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-
-from augtrain.modalities.image.augment import augment_images, build_pipeline
 from augtrain.modalities import check_transform
+from augtrain.modalities.image.augment import augment_images, build_pipeline
 
 PIPELINE = [{"name": "Affine", "rotate": [-15, 15], "translate_px": [-1, 1], "p": 1.0}, {"name": "GaussNoise", "p": 0.5}]
 

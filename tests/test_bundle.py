@@ -7,17 +7,22 @@ import re
 
 import pytest
 import torch
+from augtrain.artifacts.bundle import (
+    FILES,
+    BundleError,
+    _sha256,
+    export_bundle,
+    load_bundle,
+)
+from augtrain.artifacts.signing import SignatureError
+from augtrain.cli import app
+from augtrain.config.spec import parse_job
+from augtrain.modalities import build_model
+from augtrain.training.checkpoint import WEIGHTS
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from safetensors.torch import save_file
 from typer.testing import CliRunner
-
-from augtrain.artifacts.bundle import FILES, BundleError, _sha256, export_bundle, load_bundle
-from augtrain.training.checkpoint import WEIGHTS
-from augtrain.cli import app
-from augtrain.modalities import build_model
-from augtrain.artifacts.signing import SignatureError
-from augtrain.config.spec import parse_job
 
 DATASET = {"classes": [str(i) for i in range(10)], "hash": "ab" * 32, "shape": [8, 8, 1], "dtype": "uint8"}
 STATS = {"mean": [0.3], "std": [0.4], "hash": "ab" * 32}

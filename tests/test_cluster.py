@@ -11,16 +11,15 @@ import time
 
 import pytest
 import ray
+from augtrain.config.spec import load_job
+from augtrain.modalities import build_model
+from augtrain.recipes.run import run_job
+from augtrain.recipes.rundir import check_shared
+from augtrain.training.checkpoint import load_weights
+from augtrain.training.runtime import start_ray
+from conftest import JOBS_DIR
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
-
-from augtrain.modalities import build_model
-from augtrain.recipes.rundir import check_shared
-from augtrain.recipes.run import run_job
-from augtrain.training.runtime import start_ray
-from augtrain.config.spec import load_job
-from augtrain.training.checkpoint import load_weights
-from conftest import JOBS_DIR
 
 JOB = JOBS_DIR / "digits_cnn.yaml"
 

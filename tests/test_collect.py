@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-
+from augtrain.config.spec import Data
 from augtrain.data.collect import collect
 from augtrain.data.format import decode_samples, read_manifest, split_files
 from augtrain.data.sources import SourceError
-from augtrain.config.spec import Data
+from PIL import Image
 
 
 def write_digit_folder(root, digits, per_class=12, classes=(0, 1, 2), mode="L"):

@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from augtrain.artifacts.explain import attribute, plot_attributions
-from augtrain.modalities import build_model
-from augtrain.data.normalize import SERIES, normalize, to_unit
-from augtrain.modalities import read_source
 from augtrain.config.spec import Data
+from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.modalities import build_model, modality, read_source
+from PIL import Image
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -130,12 +128,12 @@ def colourful(path) -> float:
 def test_plots_are_real_pngs(digits_cnn, gunpoint, tmp_path):
     model, x, predicted = digits_cnn
     attributions = attribute(model, x[:8], predicted[:8], steps=16)
-    plot_attributions(x[:8].numpy(), attributions, [f"pred {p}" for p in predicted[:8].tolist()],
+    plot_attributions(modality("image"), x[:8].numpy(), attributions, [f"pred {p}" for p in predicted[:8].tolist()],
                       tmp_path / "images.png")
     _, _, series = gunpoint
     model = build_model("fcn", {}, (150, 1), 2)
     target = torch.zeros(len(series), dtype=torch.long)
-    plot_attributions(series.numpy(), attribute(model, series, target, steps=16), ["a series"] * len(series),
-                      tmp_path / "series.png")
+    plot_attributions(modality("sequence"), series.numpy(), attribute(model, series, target, steps=16),
+                      ["a series"] * len(series), tmp_path / "series.png")
     assert colourful(tmp_path / "images.png") > 0.05
     assert colourful(tmp_path / "series.png") > 0.005

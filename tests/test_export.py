@@ -7,16 +7,14 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from augtrain.artifacts.bundle import export_bundle, load_bundle
+from augtrain.artifacts.export import FORMATS, TOLERANCE, ExportError, export_model
+from augtrain.config.spec import Data, parse_job
+from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.modalities import build_model, read_source
 from safetensors.torch import save_file
 from sklearn.model_selection import train_test_split
 from torch import nn
-
-from augtrain.artifacts.bundle import export_bundle, load_bundle
-from augtrain.artifacts.export import FORMATS, TOLERANCE, ExportError, export_model
-from augtrain.modalities import build_model
-from augtrain.data.normalize import SERIES, normalize, to_unit
-from augtrain.modalities import read_source
-from augtrain.config.spec import Data, parse_job
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -180,9 +178,8 @@ def test_unknown_format(digits_cnn, tmp_path):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_command_checks_the_run_on_its_whole_test_split(finished_run, finished_sequence_run, fmt):
-    from typer.testing import CliRunner
-
     from augtrain.cli import app
+    from typer.testing import CliRunner
 
     for run, tests in ((finished_run, 360), (finished_sequence_run, 150)):
         result = CliRunner().invoke(app, ["export", str(run), "--format", fmt])

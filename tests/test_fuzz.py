@@ -1,7 +1,6 @@
 """Mutated PNG, JPEG, TIFF and .ts bytes through collect's and predict's readers: nothing escapes."""
 
 import pytest
-
 from fuzz import fuzz
 
 KINDS = {

@@ -5,16 +5,15 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from mlflow.tracking import MlflowClient
-from typer.testing import CliRunner
-
 from augtrain.cli import app
+from augtrain.config.spec import Data, SpecError, load_job
 from augtrain.data.collect import collect
 from augtrain.data.format import split_files
-from augtrain.recipes.kfold import SCORES, assign_folds
 from augtrain.data.stream import CollectedData
-from augtrain.config.spec import Data, SpecError, load_job
+from augtrain.recipes.kfold import SCORES, assign_folds
 from conftest import JOBS_DIR
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
 
 def test_folds_partition_train_and_val_stratified_and_seeded(tmp_path):

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import ray.cloudpickle as cloudpickle
-from torch import nn
-from typer.testing import CliRunner
-
 from augtrain.artifacts.report import write_report
 from augtrain.cli import app
 from augtrain.data.sources import Loaded, npz_arrays
 from augtrain.modalities import MODALITIES, register
 from augtrain.modalities.base import Modality
+from torch import nn
+from typer.testing import CliRunner
 
 
 def mlp(shape: tuple[int], classes: int, hidden: int = 32) -> nn.Module:

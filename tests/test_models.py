@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from augtrain.modalities import build_model, check_model, for_model
 
 

@@ -1,7 +1,11 @@
 import pytest
-
-from augtrain.training.plan import ELASTIC_CAVEAT, PlanError, plan_resources, shared_plan
 from augtrain.config.spec import WorkerScaling
+from augtrain.training.plan import (
+    ELASTIC_CAVEAT,
+    PlanError,
+    plan_resources,
+    shared_plan,
+)
 
 
 def test_two_workers_on_two_cpus_leave_a_cpu_for_data():

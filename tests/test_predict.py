@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
-
 from augtrain.cli import app
 from augtrain.data.format import decode_samples, read_manifest, split_files
 from augtrain.modalities.sequence.ucr import find_dataset
+from PIL import Image
 from test_sources import short_ihdr_png
+from typer.testing import CliRunner
 
 
 def run_test_split(run_dir: Path):

@@ -10,13 +10,12 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from augtrain.evaluation import metrics as evaluate
-from augtrain.data.collect import collect
-from augtrain.data.normalize import SERIES
 from augtrain.artifacts.report import write_report
 from augtrain.config.spec import dump_job, parse_job
+from augtrain.data.collect import collect
+from augtrain.data.normalize import SERIES
+from augtrain.evaluation import metrics as evaluate
+from PIL import Image
 
 CORE = ["spec", "data", "curves", "test", "files"]
 EVERY = ["spec", "data", "curves", "test", "kfold", "tuning", "attributions", "files"]

@@ -8,14 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from augtrain.cli import app
+from augtrain.config.spec import load_job
 from augtrain.modalities import build_model
 from augtrain.recipes.run import run_job
-from augtrain.config.spec import load_job
 from augtrain.training.checkpoint import load_weights
 from conftest import smoke
+from typer.testing import CliRunner
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 # Sweeps run last in the session (tests/test_tune.py): after a sweep, a later Ray Train run on the

@@ -2,9 +2,14 @@
 
 import numpy as np
 import pytest
-
 from augtrain.modalities import check_transform
-from augtrain.modalities.sequence.augment import TRANSFORMS, SequencePipeline, resample, series_lengths, smooth_curve
+from augtrain.modalities.sequence.augment import (
+    TRANSFORMS,
+    SequencePipeline,
+    resample,
+    series_lengths,
+    smooth_curve,
+)
 
 
 @pytest.fixture

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
-
 from augtrain.cli import app
+from augtrain.config.spec import Data
 from augtrain.data.collect import collect
 from augtrain.data.sources import SourceError
 from augtrain.modalities import read_source
-from augtrain.config.spec import Data
+from PIL import Image
 from test_collect import write_digit_folder
+from typer.testing import CliRunner
 
 
 def reasons(collected) -> dict:

@@ -2,8 +2,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from augtrain.config.spec import SpecError, apply_overrides, dump_job, load_job, parse_job
+from augtrain.config.spec import (
+    SpecError,
+    apply_overrides,
+    dump_job,
+    load_job,
+    parse_job,
+)
 from conftest import loaded_by_import
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
@@ -100,9 +105,8 @@ def test_the_spec_imports_without_torch():
 
 
 def validate(*args):
-    from typer.testing import CliRunner
-
     from augtrain.cli import app
+    from typer.testing import CliRunner
 
     return CliRunner().invoke(app, ["validate", *map(str, args)])
 

@@ -3,15 +3,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
+from augtrain.config.spec import Data, WorkerScaling
 from augtrain.data.collect import collect
 from augtrain.data.format import decode_samples, split_files
 from augtrain.data.normalize import SERIES, normalize, to_unit
 from augtrain.data.stats import channel_stats
-from augtrain.training.plan import plan_resources
-from augtrain.config.spec import Data, WorkerScaling
 from augtrain.data.stream import split_dataset
+from augtrain.modalities import modality
 from augtrain.training.loop import ToTensors
+from augtrain.training.plan import plan_resources
 from conftest import loaded_by_import
 
 AUGMENT = [{"name": "Affine", "rotate": [-20, 20], "translate_px": [-1, 1], "p": 1.0}]
@@ -24,7 +24,7 @@ def dataset(tmp_path_factory):
 
 def arrays(ds, stats, kind="image"):
     """A whole dataset as the model sees it: each shipped batch through the consumers' collate."""
-    batches = list(ds.iter_torch_batches(batch_size=None, collate_fn=ToTensors(stats, kind)))
+    batches = list(ds.iter_torch_batches(batch_size=None, collate_fn=ToTensors(stats, modality(kind))))
     return np.concatenate([b["x"].numpy() for b in batches]), np.concatenate([b["y"].numpy() for b in batches])
 
 

@@ -14,10 +14,9 @@ import pytest
 import ray
 import requests
 import yaml
-from typer.testing import CliRunner
-
 from augtrain.cli import app
 from augtrain.training.runtime import start_ray
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = "jobs/digits_cnn.yaml"

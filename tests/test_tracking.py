@@ -4,10 +4,9 @@ import json
 import struct
 
 import pytest
-from mlflow.tracking import MlflowClient
-
-from augtrain.config.spec import load_job
 from augtrain.artifacts.tracking import log_run
+from augtrain.config.spec import load_job
+from mlflow.tracking import MlflowClient
 
 
 def test_a_run_is_logged_to_a_local_mlflow_file_store(finished_run, tmp_path, monkeypatch):

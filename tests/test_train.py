@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
-from augtrain.modalities import build_model
 from augtrain.config.spec import Train
+from augtrain.modalities import build_model
 from augtrain.training.checkpoint import WEIGHTS, load_weights
 from augtrain.training.loop import make_optimizer, make_schedule, minibatches, take_rows
+from safetensors.torch import save_file
 
 
 def config(**fields):

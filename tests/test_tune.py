@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from augtrain.config.spec import SpecError, load_job, parse_job
 from augtrain.recipes.tune import search_space
 from conftest import loaded_by_import

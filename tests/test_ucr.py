@@ -6,14 +6,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
-
 from augtrain.cli import app
+from augtrain.config.spec import Data
 from augtrain.data.collect import collect
 from augtrain.data.format import decode_samples, split_files
 from augtrain.data.sources import SourceError
-from augtrain.config.spec import Data
 from augtrain.modalities.sequence.ucr import ArchiveError, find_dataset, read_series
+from typer.testing import CliRunner
 
 HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate {uni}\n" \
          "{dims}@equalLength {equal}\n@classLabel true a b\n@data\n"

@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from augtrain.artifacts.bundle import BundleError
-from augtrain.training.plan import PlanError
 from augtrain.artifacts.signing import SignatureError
-from augtrain.data.sources import SourceError
 from augtrain.config.spec import Data, SpecError, dump_job, load_job
+from augtrain.data.sources import SourceError
 from augtrain.data.storage import is_uri, join, open_input
 from augtrain.modalities import modality
+from augtrain.training.plan import PlanError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
@@ -162,7 +162,8 @@ def predict(
     public_key: PublicKey = None,
 ) -> None:
     """Batch inference with Ray Data: one row per input with the predicted class and class probabilities."""
-    from augtrain.serving.predict import predict as predict_source, quarantine_path
+    from augtrain.serving.predict import predict as predict_source
+    from augtrain.serving.predict import quarantine_path
 
     try:
         scored, rejected = predict_source(bundle, source, out, address, lambda line: console.print(line, markup=False),

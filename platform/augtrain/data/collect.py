@@ -19,7 +19,16 @@ import pyarrow.parquet as pq
 from augtrain.config.spec import Data
 from augtrain.data.format import FORMAT, SPLITS, parse_manifest
 from augtrain.data.sources import Loaded, SourceError
-from augtrain.data.storage import file_names, is_uri, join, move, publish, read_text, remove, subfolders
+from augtrain.data.storage import (
+    file_names,
+    is_uri,
+    join,
+    move,
+    publish,
+    read_text,
+    remove,
+    subfolders,
+)
 from augtrain.modalities import Modality, read_source
 
 ROWS_PER_SHARD = 4096

@@ -99,12 +99,13 @@ class Modality:
 
         from augtrain.data.sources import SourceError
 
+        takes = f"{self.kind}s of shape {list(shape)}"
         if not self.claims(data):
-            raise SourceError(f"{source}: not a {self.kind} source, which this model takes")
+            raise SourceError(f"{source}: not {self.kind}s, so they do not fit the model ({takes})")
         loaded = self.load(data, labelled=False)
         found = list(loaded.samples[0].shape) if loaded.samples else list(shape)
         if self.fixed_shape and found != list(shape):
-            raise SourceError(f"{source}: samples of shape {found} do not fit the model (shape {list(shape)})")
+            raise SourceError(f"{source}: {self.kind}s of shape {found} do not fit the model ({takes})")
         rows = [{"id": i, "label": label, "x": np.ascontiguousarray(s).tobytes(), "reason": ""}
                 for i, s, label in zip(loaded.ids, loaded.samples, loaded.labels)]
         rows += [{"id": i, "label": "", "x": b"", "reason": reason} for i, reason in loaded.rejects]

@@ -9,12 +9,12 @@ from __future__ import annotations
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from augtrain.training.plan import Plan
 from augtrain.config.spec import Job, parse_job, set_dotted
 from augtrain.data.storage import child
 from augtrain.data.stream import CollectedData, configure_data
 from augtrain.modalities import known
 from augtrain.training.loop import fit
+from augtrain.training.plan import Plan
 
 
 def trial_job(base: Job, config: dict) -> Job:

@@ -18,7 +18,12 @@ from augtrain.config.spec import Job, SpecError  # noqa: E402
 from augtrain.data.storage import child, fetch, is_folder, join, subfolders  # noqa: E402
 from augtrain.data.stream import CollectedData  # noqa: E402
 from augtrain.recipes.rundir import (  # noqa: E402
-    check_shared, close_run, evaluate_run, new_run_location, open_run_dir, prepare_dataset,
+    check_shared,
+    close_run,
+    evaluate_run,
+    new_run_location,
+    open_run_dir,
+    prepare_dataset,
 )
 from augtrain.recipes.trial import run_trial, trial_job  # noqa: E402
 from augtrain.training.loop import REPORTED, ranking  # noqa: E402

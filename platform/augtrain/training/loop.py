@@ -32,7 +32,12 @@ from torch import nn
 from augtrain.config.spec import Job
 from augtrain.data.storage import is_uri, join, publish
 from augtrain.modalities import Modality
-from augtrain.training.checkpoint import load_state, load_weights, save_state, save_weights
+from augtrain.training.checkpoint import (
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 from augtrain.training.plan import Plan
 
 if TYPE_CHECKING:  # a Train worker runs this module; it need not import the data pipeline (albumentations)

@@ -12,7 +12,16 @@ from PIL import Image, UnidentifiedImageError
 
 from augtrain.config.spec import Data
 from augtrain.data.files import display, inside, open_regular, walk
-from augtrain.data.sources import Loaded, SourceError, clip, csv_rows, npz_arrays, number, parquet_rows, utf8
+from augtrain.data.sources import (
+    Loaded,
+    SourceError,
+    clip,
+    csv_rows,
+    npz_arrays,
+    number,
+    parquet_rows,
+    utf8,
+)
 
 
 def load(data: Data, labelled: bool = True) -> Loaded:

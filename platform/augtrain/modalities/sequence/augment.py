@@ -1,6 +1,6 @@
 """Sequence augmentation: NumPy transforms over a whole (N, T, C) batch, declared in YAML like image ones.
 
-Series are NaN-padded at the end (see sources.Loaded); every transform works on each series' own
+Series are NaN-padded at the end (see modalities/sequence/read.py); every transform works on each series' own
 length and leaves the padding NaN. They run after normalization, so sigmas are in units of the
 normalized signal. The methods follow Um et al. 2017 (jitter, scaling, magnitude and time warp)
 and Le Guennec et al. 2016 (window slicing, window warping).

@@ -1,0 +1,44 @@
+"""Normalization statistics: per-channel mean and std of the train split, computed once with Ray Data
+and cached beside the dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from augtrain.data.format import decode_samples, split_files
+from augtrain.data.normalize import to_unit
+from augtrain.data.storage import join, read_text, write_text
+
+
+def _partial_sums(batch: dict, manifest: dict) -> dict:
+    samples = to_unit(decode_samples(batch["x"], manifest)).astype(np.float64)
+    values = samples.reshape(-1, samples.shape[-1])  # NaN is sequence padding
+    return {"n": [(~np.isnan(values)).sum(0)], "sum": [np.nansum(values, 0)], "sumsq": [np.nansum(values**2, 0)]}
+
+
+def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
+    """Mean and std per channel of the train split, computed once per dataset and cached beside it."""
+    cache = join(str(dataset_dir), "stats.json")
+    try:
+        cached = json.loads(read_text(cache) or "{}")
+    except (ValueError, RecursionError):  # a damaged cache is recomputed
+        cached = {}
+    if isinstance(cached, dict) and cached.get("hash") == manifest["hash"]:
+        return cached
+    import ray  # here: the modalities import this module for `normalize` in every process
+
+    parts = (
+        ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])
+        .map_batches(_partial_sums, fn_kwargs={"manifest": manifest}, batch_format="numpy")
+        .take_all()
+    )
+    n = sum(p["n"] for p in parts)
+    mean = sum(p["sum"] for p in parts) / n
+    var = sum(p["sumsq"] for p in parts) / n - mean**2
+    std = np.sqrt(np.maximum(var, 0.0))
+    stats = {"hash": manifest["hash"], "mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist()}
+    write_text(cache, json.dumps(stats))
+    return stats
