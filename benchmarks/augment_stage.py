@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 from augtrain.config.spec import Data, WorkerScaling
-from augtrain.data.collect import collect
-from augtrain.data.format import decode_samples, split_files
-from augtrain.data.normalize import normalize
-from augtrain.data.stream import split_dataset
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import decode_samples, split_files
+from augtrain.datasets.normalize import normalize
+from augtrain.datasets.stream import split_dataset
 from augtrain.modalities import modality
 from augtrain.modalities.image.augment import augment_images, build_pipeline
 from augtrain.training.plan import plan_resources

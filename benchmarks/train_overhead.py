@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 import ray
 import torch
 from augtrain.config.spec import load_job
-from augtrain.data.format import decode_samples, read_manifest, split_files
-from augtrain.data.normalize import normalize
-from augtrain.data.stream import read_split
+from augtrain.datasets.format import decode_samples, read_manifest, split_files
+from augtrain.datasets.normalize import normalize
+from augtrain.datasets.stream import read_split
 from augtrain.modalities import build_model
 from augtrain.modalities.image.augment import augment_images, build_pipeline
 from augtrain.recipes.run import run_job

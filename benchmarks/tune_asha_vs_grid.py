@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from augtrain.config.spec import load_job
-from augtrain.data.collect import collect
-from augtrain.data.format import split_files
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import split_files
 from augtrain.recipes.tune import tune_job
 from common import record
 from sklearn.datasets import load_digits

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from augtrain.config.spec import Data
-from augtrain.data.sources import SourceError
+from augtrain.datasets.sources import SourceError
 from augtrain.modalities import read_source
 from augtrain.modalities.image.read import read_image
 from PIL import Image

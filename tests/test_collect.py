@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from augtrain.config.spec import Data
-from augtrain.data.collect import collect
-from augtrain.data.format import decode_samples, read_manifest, split_files
-from augtrain.data.sources import SourceError
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import decode_samples, read_manifest, split_files
+from augtrain.datasets.sources import SourceError
 from PIL import Image
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from augtrain.artifacts.explain import attribute, plot_attributions
 from augtrain.config.spec import Data
-from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.datasets.normalize import SERIES, normalize, to_unit
 from augtrain.modalities import build_model, modality, read_source
 from PIL import Image
 

@@ -10,7 +10,7 @@ import torch
 from augtrain.artifacts.bundle import export_bundle, load_bundle
 from augtrain.artifacts.export import FORMATS, TOLERANCE, ExportError, export_model
 from augtrain.config.spec import Data, parse_job
-from augtrain.data.normalize import SERIES, normalize, to_unit
+from augtrain.datasets.normalize import SERIES, normalize, to_unit
 from augtrain.modalities import build_model, read_source
 from safetensors.torch import save_file
 from sklearn.model_selection import train_test_split

@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
 from augtrain.config.spec import Data, SpecError, load_job
-from augtrain.data.collect import collect
-from augtrain.data.format import split_files
-from augtrain.data.stream import CollectedData
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import split_files
+from augtrain.datasets.stream import CollectedData
 from augtrain.recipes.kfold import SCORES, assign_folds
 from conftest import JOBS_DIR
 from mlflow.tracking import MlflowClient

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import ray.cloudpickle as cloudpickle
 from augtrain.artifacts.report import write_report
 from augtrain.cli import app
-from augtrain.data.sources import Loaded, npz_arrays
+from augtrain.datasets.sources import Loaded, npz_arrays
 from augtrain.modalities import MODALITIES, register
 from augtrain.modalities.base import Modality
 from torch import nn

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
-from augtrain.data.format import decode_samples, read_manifest, split_files
+from augtrain.datasets.format import decode_samples, read_manifest, split_files
 from augtrain.modalities.sequence.ucr import find_dataset
 from PIL import Image
 from test_sources import short_ihdr_png

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from augtrain.artifacts.report import write_report
 from augtrain.config.spec import dump_job, parse_job
-from augtrain.data.collect import collect
-from augtrain.data.normalize import SERIES
+from augtrain.datasets.collect import collect
+from augtrain.datasets.normalize import SERIES
 from augtrain.evaluation import metrics as evaluate
 from PIL import Image
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
 from augtrain.config.spec import Data
-from augtrain.data.collect import collect
-from augtrain.data.sources import SourceError
+from augtrain.datasets.collect import collect
+from augtrain.datasets.sources import SourceError
 from augtrain.modalities import read_source
 from PIL import Image
 from test_collect import write_digit_folder

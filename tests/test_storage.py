@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from augtrain.cli import app
 from augtrain.config.spec import Data, SpecError, dump_job, load_job
-from augtrain.data.collect import collect
-from augtrain.data.format import read_manifest, split_files
-from augtrain.data.normalize import SERIES
-from augtrain.data.storage import child, publish, staging
-from augtrain.data.stream import read_split
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import read_manifest, split_files
+from augtrain.datasets.normalize import SERIES
+from augtrain.datasets.storage import child, publish, staging
+from augtrain.datasets.stream import read_split
 from augtrain.recipes.rundir import open_run_dir, run_location
 from conftest import JOBS_DIR
 from typer.testing import CliRunner

@@ -4,11 +4,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from augtrain.config.spec import Data, WorkerScaling
-from augtrain.data.collect import collect
-from augtrain.data.format import decode_samples, split_files
-from augtrain.data.normalize import SERIES, normalize, to_unit
-from augtrain.data.stats import channel_stats
-from augtrain.data.stream import split_dataset
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import decode_samples, split_files
+from augtrain.datasets.normalize import SERIES, normalize, to_unit
+from augtrain.datasets.stats import channel_stats
+from augtrain.datasets.stream import split_dataset
 from augtrain.modalities import modality
 from augtrain.training.loop import ToTensors
 from augtrain.training.plan import plan_resources
@@ -104,4 +104,4 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
 
 def test_the_stream_imports_without_albumentations_or_torch():
     """Ray Data's coordinators of every run and the val/test readers load this module, not the augmentation."""
-    assert loaded_by_import("augtrain.data.stream", ["torch", "albumentations"]) == []
+    assert loaded_by_import("augtrain.datasets.stream", ["torch", "albumentations"]) == []

@@ -123,7 +123,7 @@ def test_submit_waits_for_a_job_that_succeeds(head, tmp_path):
 
     # on the cluster: augtrain came as the `augtrain` package, the working dir without platform/, data or venv
     (module,) = temp.glob("session_latest/runtime_resources/py_modules_files/*/augtrain")
-    assert (module / "cli.py").is_file() and (module / "templates").is_dir()
+    assert (module / "cli.py").is_file() and (module / "artifacts" / "templates").is_dir()
     (workdir,) = temp.glob("session_latest/runtime_resources/working_dir_files/*/")
     assert (workdir / JOB).is_file()
     assert not {"platform", "data", "runs", ".venv", ".git"} & {p.name for p in workdir.iterdir()}

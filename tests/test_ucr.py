@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
 from augtrain.config.spec import Data
-from augtrain.data.collect import collect
-from augtrain.data.format import decode_samples, split_files
-from augtrain.data.sources import SourceError
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import decode_samples, split_files
+from augtrain.datasets.sources import SourceError
 from augtrain.modalities.sequence.ucr import ArchiveError, find_dataset, read_series
 from typer.testing import CliRunner
 

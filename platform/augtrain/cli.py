@@ -17,8 +17,8 @@ from rich.markup import escape
 from augtrain.artifacts.bundle import BundleError
 from augtrain.artifacts.signing import SignatureError
 from augtrain.config.spec import Data, SpecError, dump_job, load_job
-from augtrain.data.sources import SourceError
-from augtrain.data.storage import is_uri, join, open_input
+from augtrain.datasets.sources import SourceError
+from augtrain.datasets.storage import is_uri, join, open_input
 from augtrain.modalities import modality
 from augtrain.training.plan import PlanError
 
@@ -68,7 +68,7 @@ def collect(
     kind: Annotated[Optional[str], typer.Option(help=".npz only: 'sequence' reads x as (N, T[, C])")] = None,
 ) -> None:
     """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined."""
-    from augtrain.data.collect import collect as collect_source
+    from augtrain.datasets.collect import collect as collect_source
 
     try:
         if source.endswith((".yaml", ".yml")):

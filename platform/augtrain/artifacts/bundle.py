@@ -27,8 +27,8 @@ from torch import nn
 
 from augtrain.artifacts.signing import verify_bundle
 from augtrain.config.spec import Job, SpecError, dump_job, parse_job, read_yaml
-from augtrain.data.files import open_regular
-from augtrain.data.format import HEX_DIGEST, classes_problem, layout_problem
+from augtrain.datasets.files import open_regular
+from augtrain.datasets.format import HEX_DIGEST, classes_problem, layout_problem
 from augtrain.modalities import Modality, for_model
 from augtrain.training.checkpoint import WEIGHTS
 

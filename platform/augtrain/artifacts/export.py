@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from augtrain.artifacts.bundle import Bundle, load_bundle
-from augtrain.data.format import read_manifest
-from augtrain.data.stream import read_split
+from augtrain.datasets.format import read_manifest
+from augtrain.datasets.stream import read_split
 from augtrain.evaluation.evaluate import run_dataset, run_dir_of
 
 TOLERANCE = 1e-4  # largest max-abs logit difference from the PyTorch model an export may have

@@ -20,9 +20,9 @@ from jinja2 import Environment, PackageLoader  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from augtrain.config.spec import flatten, read_yaml  # noqa: E402
-from augtrain.data.format import SPLITS, decode_samples, read_manifest, split_files  # noqa: E402
-from augtrain.data.sources import SourceError  # noqa: E402
-from augtrain.data.storage import open_input  # noqa: E402
+from augtrain.datasets.format import SPLITS, decode_samples, read_manifest, split_files  # noqa: E402
+from augtrain.datasets.sources import SourceError  # noqa: E402
+from augtrain.datasets.storage import open_input  # noqa: E402
 from augtrain.evaluation.metrics import plot_confusion  # noqa: E402
 from augtrain.modalities import Modality, modality  # noqa: E402
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from augtrain.config.spec import Job, flatten
-from augtrain.data.storage import is_uri
+from augtrain.datasets.storage import is_uri
 
 
 def log_run(run_dir: Path, job: Job, metrics: dict) -> str:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import augtrain
 from augtrain.config.spec import Job
-from augtrain.data.storage import is_uri
+from augtrain.datasets.storage import is_uri
 
 # Never uploaded: version control, environments, caches, collected data and run dirs.
 EXCLUDES = [
@@ -81,6 +81,12 @@ def package(job_file: Path, overrides: list[str], job: Job, workdir: Path) -> tu
     if source.is_relative_to(workdir):
         local.append(str(source.relative_to(workdir)))
     excludes = EXCLUDES + [f"/{path.strip('/')}" for path in local if path and not (Path(path).is_absolute() or is_uri(path))]
+    # Ray applies the excludes to the package's own folder too: a pattern naming one of its subpackages
+    # would leave it behind
+    clash = sorted(e for e in excludes if e.startswith("/") and (source / e[1:]).exists())
+    if clash:
+        raise SubmitError(f"{', '.join(clash)}: excluded from the upload but also a part of the augtrain package; "
+                          "choose another data.path or run.storage_path")
     for root in (workdir, source):
         check_size(root, excludes)
     entrypoint = shlex.join(["python", "-m", "augtrain.cli", "run", str(relative_job), *overrides])

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from augtrain.data.storage import URI_SCHEMES, check_name, is_uri
+from augtrain.datasets.storage import URI_SCHEMES, check_name, is_uri
 
 # A job file is written by a person: these bound what a hostile or broken one can make the parser do.
 MAX_JOB_BYTES = 1 << 20
@@ -91,7 +91,7 @@ class Section(BaseModel):
 
 
 def known_scheme(location: str | None) -> str | None:
-    """A folder, or a URI of a scheme that pyarrow's filesystems open (see augtrain.data.storage)."""
+    """A folder, or a URI of a scheme that pyarrow's filesystems open (see augtrain.datasets.storage)."""
     scheme = location.split("://", 1)[0] if location and is_uri(location) else None
     if scheme and scheme not in URI_SCHEMES:
         raise ValueError(f"{location}: pyarrow opens {', '.join(s + '://' for s in URI_SCHEMES)} URIs, not {scheme}://")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from augtrain.artifacts.bundle import load_bundle
 from augtrain.config.spec import Job
-from augtrain.data.format import read_manifest
-from augtrain.data.sources import SourceError
-from augtrain.data.stream import CollectedData, iter_split
+from augtrain.datasets.format import read_manifest
+from augtrain.datasets.sources import SourceError
+from augtrain.datasets.stream import CollectedData, iter_split
 from augtrain.evaluation.metrics import classification_metrics, predict_logits
 from augtrain.training.checkpoint import load_weights
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from augtrain.data.sources import Loaded, SourceError
+from augtrain.datasets.sources import Loaded, SourceError
 from augtrain.modalities.base import Modality
 from augtrain.modalities.image import IMAGE
 from augtrain.modalities.models import check_builder

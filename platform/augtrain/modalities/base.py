@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from augtrain.data.normalize import normalize
+from augtrain.datasets.normalize import normalize
 
 if TYPE_CHECKING:
     from augtrain.config.spec import Data
-    from augtrain.data.sources import Loaded
+    from augtrain.datasets.sources import Loaded
 
 
 class Modality:
@@ -97,7 +97,7 @@ class Modality:
         `collect` reads it (labels optional), in this process."""
         import ray
 
-        from augtrain.data.sources import SourceError
+        from augtrain.datasets.sources import SourceError
 
         takes = f"{self.kind}s of shape {list(shape)}"
         if not self.claims(data):

@@ -10,9 +10,9 @@ import ray
 from sklearn.model_selection import StratifiedKFold
 
 from augtrain.config.spec import Job, SpecError
-from augtrain.data.format import read_columns, split_files
-from augtrain.data.storage import join
-from augtrain.data.stream import POOL, CollectedData, configure_data
+from augtrain.datasets.format import read_columns, split_files
+from augtrain.datasets.storage import join
+from augtrain.datasets.stream import POOL, CollectedData, configure_data
 from augtrain.evaluation.evaluate import score_checkpoint
 from augtrain.recipes.rundir import close_run, evaluate_run, open_run, selected
 from augtrain.training.loop import fit, ranking

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from augtrain.config.spec import Job
-from augtrain.data.stream import CollectedData
+from augtrain.datasets.stream import CollectedData
 from augtrain.recipes.rundir import close_run, evaluate_run, open_run, selected
 from augtrain.training.loop import fit
 from augtrain.training.plan import plan_resources

@@ -17,11 +17,18 @@ from augtrain.artifacts.explain import explain_samples
 from augtrain.artifacts.report import write_report
 from augtrain.artifacts.tracking import log_run
 from augtrain.config.spec import Job, SpecError, dump_job
-from augtrain.data.collect import collect
-from augtrain.data.normalize import SERIES
-from augtrain.data.stats import channel_stats
-from augtrain.data.storage import is_uri, join, publish, read_text, staging, subfolders
-from augtrain.data.stream import CollectedData, read_split
+from augtrain.datasets.collect import collect
+from augtrain.datasets.normalize import SERIES
+from augtrain.datasets.stats import channel_stats
+from augtrain.datasets.storage import (
+    is_uri,
+    join,
+    publish,
+    read_text,
+    staging,
+    subfolders,
+)
+from augtrain.datasets.stream import CollectedData, read_split
 from augtrain.evaluation.evaluate import score_checkpoint
 from augtrain.evaluation.metrics import write_metrics
 from augtrain.modalities import for_model
@@ -73,7 +80,7 @@ def run_location(job: Job, echo: Callable[[str], None]) -> str:
 
 
 def open_run_dir(location: str) -> Path:
-    """The local folder where this process writes the run kept at `location` (see augtrain.data.storage)."""
+    """The local folder where this process writes the run kept at `location` (see augtrain.datasets.storage)."""
     run_dir = staging(location)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir.resolve()

@@ -10,8 +10,8 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from augtrain.config.spec import Job, parse_job, set_dotted
-from augtrain.data.storage import child
-from augtrain.data.stream import CollectedData, configure_data
+from augtrain.datasets.storage import child
+from augtrain.datasets.stream import CollectedData, configure_data
 from augtrain.modalities import known
 from augtrain.training.loop import fit
 from augtrain.training.plan import Plan

@@ -9,8 +9,8 @@ import numpy as np
 
 from augtrain.artifacts.bundle import load_bundle
 from augtrain.artifacts.explain import explain_samples
-from augtrain.data.format import decode_samples
-from augtrain.data.sources import SourceError
+from augtrain.datasets.format import decode_samples
+from augtrain.datasets.sources import SourceError
 from augtrain.serving.predict import model_ready, read_inputs
 from augtrain.training.runtime import start_ray
 

@@ -19,8 +19,8 @@ import torch
 
 from augtrain.artifacts.bundle import Bundle, load_bundle
 from augtrain.config.spec import Data
-from augtrain.data.format import decode_samples
-from augtrain.data.sources import SourceError
+from augtrain.datasets.format import decode_samples
+from augtrain.datasets.sources import SourceError
 from augtrain.modalities import known
 from augtrain.training.runtime import cluster_cpus_gpus, start_ray
 

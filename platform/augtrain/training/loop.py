@@ -30,7 +30,7 @@ from tensorboardX import SummaryWriter
 from torch import nn
 
 from augtrain.config.spec import Job
-from augtrain.data.storage import is_uri, join, publish
+from augtrain.datasets.storage import is_uri, join, publish
 from augtrain.modalities import Modality
 from augtrain.training.checkpoint import (
     load_state,
@@ -41,7 +41,7 @@ from augtrain.training.checkpoint import (
 from augtrain.training.plan import Plan
 
 if TYPE_CHECKING:  # a Train worker runs this module; it need not import the data pipeline (albumentations)
-    from augtrain.data.stream import CollectedData
+    from augtrain.datasets.stream import CollectedData
 
 SCORE = "val_accuracy"
 CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many batches (see minibatches)

@@ -7,7 +7,7 @@ import os
 
 import ray
 
-from augtrain.data.stream import configure_data
+from augtrain.datasets.stream import configure_data
 
 REPORT_POLL_S = 0.1
 # Ray kills idle worker processes beyond one per CPU after a second. Ray Data runs half-CPU tasks,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from augtrain.data.files import walk
-from augtrain.data.sources import SourceError
+from augtrain.datasets.files import walk
+from augtrain.datasets.sources import SourceError
 from augtrain.modalities.image.read import read_image
 
 

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from augtrain.config.spec import Data
-from augtrain.data.files import display, inside, open_regular, walk
-from augtrain.data.sources import (
+from augtrain.datasets.files import display, inside, open_regular, walk
+from augtrain.datasets.sources import (
     Loaded,
     SourceError,
     clip,

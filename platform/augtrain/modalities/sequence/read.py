@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from augtrain.config.spec import Data
-from augtrain.data.files import display
-from augtrain.data.sources import Loaded, SourceError, npz_arrays
+from augtrain.datasets.files import display
+from augtrain.datasets.sources import Loaded, SourceError, npz_arrays
 from augtrain.modalities.sequence.ucr import ArchiveError, find_dataset, read_series
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from augtrain.data.files import read_bytes
+from augtrain.datasets.files import read_bytes
 
 BOOLEAN_TAGS = {"timestamps", "missing", "univariate", "equallength", "classlabel"}
 TAGS = BOOLEAN_TAGS | {"problemname", "dimensions", "serieslength", "targetlabel", "data"}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from augtrain.data.format import decode_samples, split_files
-from augtrain.data.normalize import to_unit
-from augtrain.data.storage import join, read_text, write_text
+from augtrain.datasets.format import decode_samples, split_files
+from augtrain.datasets.normalize import to_unit
+from augtrain.datasets.storage import join, read_text, write_text
 
 
 def _partial_sums(batch: dict, manifest: dict) -> dict:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import ray
 
 from augtrain.config.spec import Job
-from augtrain.data.format import decode_samples, read_columns, split_files
+from augtrain.datasets.format import decode_samples, read_columns, split_files
 from augtrain.modalities import Modality, modality
 from augtrain.training.plan import Plan
 

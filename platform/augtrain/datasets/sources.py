@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.data.files import open_regular
+from augtrain.datasets.files import open_regular
 
 PICKLED = (
     "holds pickled Python objects (an object array), and augtrain never unpickles a data file: store "

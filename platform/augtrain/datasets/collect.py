@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from augtrain.config.spec import Data
-from augtrain.data.format import FORMAT, SPLITS, parse_manifest
-from augtrain.data.sources import Loaded, SourceError
-from augtrain.data.storage import (
+from augtrain.datasets.format import FORMAT, SPLITS, parse_manifest
+from augtrain.datasets.sources import Loaded, SourceError
+from augtrain.datasets.storage import (
     file_names,
     is_uri,
     join,
@@ -39,7 +39,7 @@ BYTES_PER_SHARD = 16 * 2**20
 
 @dataclass(frozen=True)
 class Collected:
-    path: str  # an absolute folder or a URI (see augtrain.data.storage)
+    path: str  # an absolute folder or a URI (see augtrain.datasets.storage)
     manifest: dict
     skipped: bool
 

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.data.sources import SourceError
-from augtrain.data.storage import file_names, join, open_input, read_text
+from augtrain.datasets.sources import SourceError
+from augtrain.datasets.storage import file_names, join, open_input, read_text
 from augtrain.modalities import MODALITIES
 
 SPLITS = ("train", "val", "test")

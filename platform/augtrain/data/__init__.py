@@ -1,1 +1,0 @@
-"""Data: storage (folders and URIs), untrusted files and sources, collect, the dataset format, normalization, the Ray Data stream."""
