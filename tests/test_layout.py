@@ -4,6 +4,7 @@ import ast
 from pathlib import Path
 
 from augtrain.modalities import MODALITIES
+from conftest import loaded_by_import
 
 PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "augtrain"
 
@@ -79,3 +80,9 @@ def test_only_the_modalities_name_a_kind_of_data():
         if isinstance(node, ast.Constant) and node.value in kinds
     ]
     assert spelled == []
+
+
+def test_evaluate_loads_no_training_or_reporting():
+    """`augtrain evaluate` scores a bundle in its own process: Ray Train, TensorBoard, the report and MLflow stay out."""
+    heavy = ["ray.train", "ray.data", "tensorboardX", "augtrain.artifacts.report", "augtrain.artifacts.tracking", "albumentations"]
+    assert loaded_by_import("augtrain.evaluation.evaluate", heavy) == []

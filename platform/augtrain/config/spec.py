@@ -299,7 +299,7 @@ class Job(Section):
 
         takes = for_model(self.model.name)
         for i, transform in enumerate(self.augment):
-            if for_transform(transform.name) is not takes:
+            if for_transform(transform.name) != takes:
                 kind = for_transform(transform.name).kind
                 raise ValueError(
                     f"augment.{i}: {transform.name} is for {kind}s but model {self.model.name!r} takes {takes.kind}s"

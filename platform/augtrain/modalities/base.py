@@ -33,6 +33,14 @@ class Modality:
     # workers normalize before augmenting (then transforms work in normalized units).
     normalized_by_consumer: bool = False
 
+    # A modality is a value: copies unpickled in Ray processes are equal (the stream caches one augmenter
+    # per modality and transform list in each worker process).
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.kind == self.kind
+
+    def __hash__(self) -> int:
+        return hash((type(self).__qualname__, self.kind))
+
     # --- collect ---
     def claims(self, data: Data) -> bool:
         """Whether this modality reads `data.source` (with `data.kind` to break ties, e.g. for .npz)."""

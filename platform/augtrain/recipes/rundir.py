@@ -47,7 +47,7 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
     manifest = collected.manifest
     echo(f"dataset {collected.path} ({manifest['hash'][:12]}{', already collected' if collected.skipped else ''})")
     takes = for_model(job.model.name)
-    if takes is not data_modality(manifest["kind"]):
+    if takes != data_modality(manifest["kind"]):
         raise SpecError(f"model.name: {job.model.name!r} takes {takes.kind}s but {collected.path} holds {manifest['kind']}s")
     start_ray(address)
     stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
