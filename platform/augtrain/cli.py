@@ -17,7 +17,7 @@ from rich.markup import escape
 from augtrain.artifacts.bundle import BundleError
 from augtrain.artifacts.signing import SignatureError
 from augtrain.config.spec import Data, SpecError, dump_job, load_job
-from augtrain.datasets.sources import SourceError
+from augtrain.datasets.sources import SourceError, clip
 from augtrain.datasets.storage import is_uri, join, open_input
 from augtrain.modalities import modality
 from augtrain.training.plan import PlanError
@@ -33,8 +33,7 @@ PublicKey = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> None:
-    lines = [line if len(line) <= MESSAGE_LINE else f"{line[:MESSAGE_LINE]}... ({len(line)} characters)"
-             for line in message.splitlines()[:50]]
+    lines = [clip(line, MESSAGE_LINE) for line in message.splitlines()[:50]]
     console.print(f"[red]error:[/red] {escape(chr(10).join(lines))}")
     raise typer.Exit(code)
 

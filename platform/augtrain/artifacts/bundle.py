@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from torch import nn
 
 from augtrain.artifacts.signing import verify_bundle
 from augtrain.config.spec import Job, SpecError, dump_job, parse_job, read_yaml
-from augtrain.datasets.files import open_regular
+from augtrain.datasets.files import read_bytes
 from augtrain.datasets.format import HEX_DIGEST, classes_problem, layout_problem
+from augtrain.datasets.sources import clip
 from augtrain.modalities import Modality, for_model
 from augtrain.training.checkpoint import WEIGHTS
 
@@ -128,7 +128,7 @@ def _listed_files(folder: Path) -> dict[str, str]:
     try:
         manifest = json.loads(_read(folder / "manifest.json", MAX_METADATA_BYTES))
     except (ValueError, OSError, RecursionError) as exc:
-        raise BundleError(f"{folder / 'manifest.json'}: not a bundle manifest: {str(exc)[:200]}") from None
+        raise BundleError(f"{folder / 'manifest.json'}: not a bundle manifest: {clip(exc, 200)}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(files, dict):
         raise BundleError(f"{folder / 'manifest.json'}: not a bundle manifest of format {FORMAT} (with a files map)")
@@ -143,13 +143,9 @@ def _listed_files(folder: Path) -> dict[str, str]:
 
 def _read(path: Path, limit: int) -> bytes:
     """The bytes of a regular file (not a link) of at most `limit` bytes."""
-    if path.is_symlink() or not stat.S_ISREG(path.lstat().st_mode):
-        raise OSError(f"{path.name}: not a regular file")
-    with open_regular(path) as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(f"{path.name}: larger than {limit} bytes")
-    return data
+    if path.is_symlink():
+        raise OSError(f"{path.name}: a link, not a regular file")
+    return read_bytes(path, limit)
 
 
 def _checked_bytes(file: Path, digest: str) -> bytes:
@@ -175,7 +171,7 @@ def _json(folder: Path, blobs: dict[str, bytes], name: str):
     try:
         return json.loads(_text(folder, blobs, name))
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-        raise BundleError(f"{folder / name}: not valid JSON: {str(exc)[:200]}") from None
+        raise BundleError(f"{folder / name}: not valid JSON: {clip(exc, 200)}") from None
 
 
 def _model(folder: Path, job: Job, builder: Modality, shape: list[int], classes: int, weights: bytes) -> nn.Module:
@@ -184,13 +180,13 @@ def _model(folder: Path, job: Job, builder: Modality, shape: list[int], classes:
     try:
         tensors = load_tensors(weights)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise BundleError(f"{folder / WEIGHTS}: not loadable weights: {str(exc)[:200]}") from None
+        raise BundleError(f"{folder / WEIGHTS}: not loadable weights: {clip(exc, 200)}") from None
     try:
         with torch.device("meta"):
             skeleton = builder.build_model(job.model.name, job.model.params, shape, classes)
     except (ValueError, TypeError, RuntimeError) as exc:  # e.g. an image model given a 1-D sample shape
         raise BundleError(f"{folder}: model {job.model.name!r} cannot be built for samples of shape {shape}: "
-                          f"{str(exc)[:200]}") from None
+                          f"{clip(exc, 200)}") from None
     wanted = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in tensors.items()}
     if wanted != found:

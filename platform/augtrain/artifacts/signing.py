@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from augtrain.datasets.sources import clip
+
 SIGNATURE = "model.sig"
 
 
@@ -33,7 +35,7 @@ def sign_bundle(folder: Path, private_key: Path, password: str | None = None) ->
         config = model_signing.signing.Config().set_hashing_config(_hashing())
         config.use_elliptic_key_signer(private_key=private_key, password=password).sign(folder, signature)
     except (ValueError, TypeError, OSError) as exc:
-        raise SignatureError(f"{private_key}: cannot sign with this key: {str(exc)[:200]}") from None
+        raise SignatureError(f"{private_key}: cannot sign with this key: {clip(exc, 200)}") from None
     return signature
 
 
@@ -50,4 +52,4 @@ def verify_bundle(folder: Path, public_key: Path) -> None:
         config = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public_key)
         config.set_hashing_config(_hashing()).verify(folder, signature)
     except Exception as exc:  # the library raises ValueError, JSON and protobuf errors for a forged signature
-        raise SignatureError(f"{folder}: signature check failed, refusing to load: {str(exc)[:300]}") from None
+        raise SignatureError(f"{folder}: signature check failed, refusing to load: {clip(exc, 300)}") from None

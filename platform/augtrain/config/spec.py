@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from augtrain.datasets.sources import clip
 from augtrain.datasets.storage import URI_SCHEMES, check_name, is_uri
 
 # A job file is written by a person: these bound what a hostile or broken one can make the parser do.
@@ -69,7 +70,7 @@ def read_yaml(text: str, origin: str) -> Any:
         raise SpecError(f"{origin}: not valid YAML: {exc}") from None
     except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
         # a tagged or implicit value PyYAML cannot build (`!!int abc`, `2001-13-45`, a 5000-digit number)
-        raise SpecError(f"{origin}: not valid YAML: a value cannot be read: {str(exc)[:200]}") from None
+        raise SpecError(f"{origin}: not valid YAML: a value cannot be read: {clip(exc, 200)}") from None
     _check_size(raw, origin)
     return raw
 
@@ -371,9 +372,8 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
-    line = f"{path}: {message}" if path else message
     # a message may quote the offending value or key, which can be any size
-    return line if len(line) <= 300 else f"{line[:300]}... ({len(line)} characters)"
+    return clip(f"{path}: {message}" if path else message, 300)
 
 
 def parse_job(raw: Any, origin: str = "job") -> Job:

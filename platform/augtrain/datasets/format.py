@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.datasets.sources import SourceError
+from augtrain.datasets.sources import SourceError, clip
 from augtrain.datasets.storage import file_names, join, open_input, read_text
 from augtrain.modalities import MODALITIES
 
@@ -35,7 +35,7 @@ def parse_manifest(text: str, where: str) -> dict:
     try:
         manifest = json.loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-        raise SourceError(f"{where}: not valid JSON: {str(exc)[:200]}") from None
+        raise SourceError(f"{where}: not valid JSON: {clip(exc, 200)}") from None
     problem = _manifest_problem(manifest) if isinstance(manifest, dict) else "not a JSON object"
     if problem:
         raise SourceError(f"{where}: {problem}")

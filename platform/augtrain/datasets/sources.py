@@ -33,11 +33,8 @@ class SourceError(ValueError):
 
 @dataclass
 class Loaded:
-    """What a source yields: good samples (same shape) and the quarantined ones with reasons.
-
-    Sequences are (T, C) float32, padded at the end with NaN to the longest one: a time step of
-    NaN is padding, which lets unequal lengths share one shape through every later stage.
-    """
+    """What a source yields: good samples (one shape, as its modality decodes them) and the quarantined
+    ones with reasons."""
 
     ids: list[str] = field(default_factory=list)
     samples: list[np.ndarray] = field(default_factory=list)

@@ -107,13 +107,6 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: dict):
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
 
 
-def _sum_across_workers(values: list[float], device) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
 def take_rows(stream: Iterator[dict], rows: int, carry: list[dict]) -> Iterator[dict]:
     """The next `rows` rows of a stream of batches; a batch that runs past them is cut, its rest kept in
     `carry` to lead the next call. The train stream carries every epoch (see CollectedData.for_training):
@@ -158,7 +151,11 @@ class Totals:
 
 
 def sum_across_workers(totals: list[Totals], device) -> list[Totals]:
-    values = _sum_across_workers([v for t in totals for v in (t.loss, t.correct, t.count)], device)
+    """Each worker's totals added up over all workers (one all-reduce for them all)."""
+    tensor = torch.tensor([v for t in totals for v in (t.loss, t.correct, t.count)], dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    values = tensor.tolist()
     return [Totals(*values[i : i + 3]) for i in range(0, len(values), 3)]
 
 
