@@ -3,7 +3,10 @@
 import datetime
 import os
 import platform as stdlib_platform
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -31,3 +34,55 @@ def record(name: str, result: str, goal: str, passed: bool) -> None:
     row = f"| {datetime.date.today()} | {name} | {result} | {goal} | {verdict} | {machine()} | `{command}` |\n"
     with RESULTS.open("a") as out:
         out.write(row)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant process id (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_pss(root: int) -> int:
+    """PSS bytes of `root` and every descendant process (shared pages split among the processes that map them)."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def measured(command: list[str], output, env: dict | None = None, watch=None) -> tuple[float, int, int, object]:
+    """Run `command` as a fresh process writing to `output`, sampling the PSS of its process tree every
+    0.25 s: (wall seconds, exit code, peak PSS bytes, the first non-None `watch(pid)` of the samples)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    peak, seen = [0], [None]
+
+    def sample() -> None:
+        while process.poll() is None:
+            peak[0] = max(peak[0], tree_pss(process.pid))
+            if watch is not None and seen[0] is None:
+                seen[0] = watch(process.pid)
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    code = process.wait()
+    wall = time.perf_counter() - start
+    sampler.join()
+    return wall, code, peak[0], seen[0]

@@ -13,14 +13,12 @@ object-store pages split among the processes that map them) of that process and 
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 from augtrain.config.spec import load_job
 from augtrain.modalities.image.augment import build_pipeline
-from common import record
+from common import measured, record
 from sklearn.datasets import load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,48 +39,13 @@ def scaled_digits(k: int, path: Path) -> Path:
     return path
 
 
-def tree_pss(root: int) -> int:
-    """PSS bytes of `root` and every descendant process (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" (", 1)
-            children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
-        except (OSError, IndexError, ValueError):
-            continue
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
 def timed_run(data: Path, work: Path) -> tuple[float, int]:
     """(wall seconds, peak PSS bytes) of `augtrain run` on `data` with its own Ray."""
     command = [sys.executable, "-m", "augtrain.cli", "run", str(JOB), f"data.source={data}",
                f"data.path={work / 'collected'}", f"run.storage_path={work / 'runs'}", "train.epochs=3"]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = [0]
-
-    def sample() -> None:
-        while process.poll() is None:
-            peak[0] = max(peak[0], tree_pss(process.pid))
-            time.sleep(0.25)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    code = process.wait()
-    wall = time.perf_counter() - start
-    sampler.join()
+    wall, code, peak, _ = measured(command, subprocess.DEVNULL)
     assert code == 0, f"augtrain run failed on {data}"
-    return wall, peak[0]
+    return wall, peak
 
 
 def main() -> None:

@@ -88,15 +88,15 @@ def outcome(path: Path, resize: bool) -> list[str]:
     """What the readers make of one file: per record "sample" or "quarantined: <kind>", or "refused"."""
     if path.suffix == ".ts":
         try:
-            _, loaded = read_source(Data(source=str(path)))
+            _, listing = read_source(Data(source=str(path)))
         except SourceError:
             return ["refused"]
-        return ["sample"] * len(loaded.samples) + [f"quarantined: {r.split(':')[0]}" for _, r in loaded.rejects]
-    data = Data(source=str(path.parent), resize=(8, 8) if resize else None)
-    image, reason = read_image(path, data, 3 if "rgb" in path.name else 1, (8, 8))
-    if (image is None) == (reason is None):
+        return ["sample"] * len(listing.ids) + [f"quarantined: {r.split(':')[0]}" for _, r in listing.rejects]
+    data = Data(source=str(path.parent))
+    image, reason = read_image(path, data.max_pixels, 3 if "rgb" in path.name else 1, (8, 8), resize)
+    if (image is None) == bool(reason == ""):
         raise AssertionError(f"read_image gave image={image is not None} and reason={reason!r}")
-    return ["sample"] if reason is None else [f"quarantined: {reason.split(':')[0]}"]
+    return ["sample"] if not reason else [f"quarantined: {reason.split(':')[0]}"]
 
 
 def fuzz(count: int, seed: int, folder: Path) -> Report:

@@ -1,5 +1,5 @@
 """A real multi-node Ray on this machine (ray.cluster_utils.Cluster: a head and worker nodes on loopback):
-workers spread over nodes, a lost node recovered from the last checkpoint, a killed driver resumed by name."""
+workers spread over nodes, a collect decoded on every node, a lost node recovered from the last checkpoint, a killed driver resumed by name."""
 
 import json
 import os
@@ -9,15 +9,18 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import ray
-from augtrain.config.spec import load_job
+from augtrain.config.spec import Data, load_job
+from augtrain.datasets.collect import collect
+from augtrain.datasets.storage import check_shared
 from augtrain.modalities import build_model
 from augtrain.recipes.run import run_job
-from augtrain.recipes.rundir import check_shared
 from augtrain.training.checkpoint import load_weights
 from augtrain.training.runtime import start_ray
 from conftest import JOBS_DIR
+from PIL import Image
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
@@ -70,6 +73,21 @@ def test_two_workers_train_on_two_different_nodes(cluster, calm_run, tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] > 0.9
     assert len(nodes) == 2 and cluster.head_node.node_id not in nodes
     check_shared(run_dir, tmp_path)  # every node sees the storage (one machine, one filesystem)
+
+
+def test_a_collect_decodes_on_every_node_and_writes_what_one_node_writes(cluster, tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(60):  # 512x512 RGB: 21 images to a part, so three decoding tasks
+        (tmp_path / "images" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / "images" / f"c{i % 2}" / f"{i}.jpg", quality=80)
+    collected = collect(Data(source=str(tmp_path / "images")), tmp_path / "multi")
+    assert collected.nodes == 2  # both worker nodes decoded (the head has no CPU)
+    single = subprocess.run([sys.executable, "-m", "augtrain.cli", "collect", str(tmp_path / "images"), "--out",
+                             str(tmp_path / "single"), "--address", "local"], capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    assert "decoded in Ray Data tasks on 1 node(s)" in single.stdout
+    assert json.loads((tmp_path / "single" / "manifest.json").read_text())["hash"] == collected.manifest["hash"]
 
 
 def wait_for_checkpoints(run_root, count: int, deadline_s: float = 300) -> None:

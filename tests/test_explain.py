@@ -68,10 +68,10 @@ def digits_cnn(digits):
 
 @pytest.fixture(scope="module")
 def gunpoint():
-    loaded = read_source(Data(source="ucr:GunPoint"))[1]
-    x = normalize(np.stack(loaded.samples), SERIES)
-    y = np.asarray([int(label) - 1 for label in loaded.labels], dtype=np.int64)
-    test = np.asarray(loaded.test)
+    listing = read_source(Data(source="ucr:GunPoint"))[1]
+    x = normalize(np.stack([sample for _, _, sample, _ in listing.decode()]), SERIES)
+    y = np.asarray([int(label) - 1 for label in listing.labels], dtype=np.int64)
+    test = np.asarray(listing.given) == "test"
     short = x[test][:6].copy()
     for i, length in enumerate([150, 120, 90, 61, 150, 37]):  # some series end early
         short[i, length:] = np.nan

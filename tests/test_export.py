@@ -68,8 +68,9 @@ def logits_of(model, x):
 @pytest.fixture(scope="module")
 def digits_cnn(tmp_path_factory):
     """The CNN trained on sklearn digits, as a bundle, with its 360 normalized held-out images."""
-    loaded = read_source(Data(source="sklearn-digits"))[1]
-    images, labels = np.stack(loaded.samples), np.array(loaded.labels, dtype=np.int64)
+    listing = read_source(Data(source="sklearn-digits"))[1]
+    images = np.stack([sample for _, _, sample, _ in listing.decode()])
+    labels = np.array(listing.labels, dtype=np.int64)
     train, test, y_train, y_test = train_test_split(images, labels, test_size=360, stratify=labels, random_state=0)
     unit = to_unit(train)
     stats = {"mean": unit.mean((0, 1, 2)).tolist(), "std": unit.std((0, 1, 2)).tolist()}
@@ -82,11 +83,11 @@ def digits_cnn(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gunpoint():
     """GunPoint's series (N, 150, 1) with labels 0/1 and its own train/test split."""
-    loaded = read_source(Data(source="ucr:GunPoint"))[1]
-    classes = sorted(set(loaded.labels))
-    series = np.stack(loaded.samples)
-    labels = np.array([classes.index(label) for label in loaded.labels], dtype=np.int64)
-    test = np.array(loaded.test)
+    listing = read_source(Data(source="ucr:GunPoint"))[1]
+    classes = sorted(set(listing.labels))
+    series = np.stack([sample for _, _, sample, _ in listing.decode()])
+    labels = np.array([classes.index(label) for label in listing.labels], dtype=np.int64)
+    test = np.array(listing.given) == "test"
     return series[~test], labels[~test], series[test], classes
 
 

@@ -14,17 +14,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from augtrain.artifacts.bundle import BundleError
-from augtrain.artifacts.signing import SignatureError
+from augtrain.artifacts.signing import BundleError, SignatureError
 from augtrain.config.spec import Data, SpecError, dump_job, load_job
 from augtrain.datasets.sources import SourceError, clip
-from augtrain.datasets.storage import is_uri, join, open_input
+from augtrain.datasets.storage import StorageError, is_uri, join, open_input
 from augtrain.modalities import modality
 from augtrain.training.plan import PlanError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
-BAD_INPUT = (SpecError, SourceError, PlanError, BundleError, SignatureError)
+BAD_INPUT = (SpecError, SourceError, StorageError, PlanError, BundleError, SignatureError)
 MESSAGE_LINE = 500  # characters: a message may quote input of any size
 PublicKey = Annotated[
     Optional[Path],
@@ -48,6 +47,10 @@ def _summary(collected) -> None:
         f"{manifest['dtype']}, train {counts['train']} / val {counts['val']} / test {counts['test']}, "
         f"quarantined {manifest['quarantined']}, hash {manifest['hash'][:12]}"
     )
+    if collected.nodes:
+        console.print(f"  decoded in Ray Data tasks on {collected.nodes} node(s)", markup=False)
+    if collected.note:
+        console.print(f"  note: {collected.note}", markup=False)
     if manifest["quarantined"]:
         reasons = pq.read_table(open_input(join(collected.path, "quarantine.parquet"))).column("reason").to_pylist()
         for kind, n in Counter(r.split(":")[0] for r in reasons).most_common():  # a reason is "kind: detail"
@@ -63,11 +66,17 @@ def collect(
     val_size: float = 0.1,
     label_column: str = "label",
     image_column: Optional[str] = None,
+    split_column: Annotated[Optional[str], typer.Option(help="a table's column naming each row's split")] = None,
+    resize: Annotated[Optional[tuple[int, int]], typer.Option(help="H W every image is resized to")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB); default: what most images have")] = None,
     archive: Annotated[Optional[str], typer.Option(help="UCR/UEA archive folder for ucr:NAME")] = None,
     kind: Annotated[Optional[str], typer.Option(help=".npz only: 'sequence' reads x as (N, T[, C])")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to decode on (default: RAY_ADDRESS, else embedded)")] = None,
 ) -> None:
-    """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined."""
+    """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined.
+    The driver lists the source; Ray Data tasks decode and write it on every node."""
     from augtrain.datasets.collect import collect as collect_source
+    from augtrain.training.runtime import start_ray
 
     try:
         if source.endswith((".yaml", ".yml")):
@@ -80,9 +89,13 @@ def collect(
                 val_size=val_size,
                 label_column=label_column,
                 image_column=image_column,
+                split_column=split_column,
+                resize=resize,
+                channels=channels,
                 archive=archive,
                 kind=kind,
             )
+        start_ray(address)
         _summary(collect_source(data, out))
     except BAD_INPUT as exc:
         _fail(str(exc))

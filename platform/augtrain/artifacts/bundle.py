@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from torch import nn
 
-from augtrain.artifacts.signing import verify_bundle
+from augtrain.artifacts.signing import BundleError, verify_bundle
 from augtrain.config.spec import Job, SpecError, dump_job, parse_job, read_yaml
 from augtrain.datasets.files import read_bytes
 from augtrain.datasets.format import HEX_DIGEST, classes_problem, layout_problem
@@ -36,10 +36,6 @@ FILES = (WEIGHTS, "spec.yaml", "normalization.json", "classes.json", "input.json
 FORMAT = 2  # 2: input.json holds the sample layout; the manifest lists files only
 MAX_BYTES = {WEIGHTS: 8 << 30}  # any other file: MAX_METADATA_BYTES
 MAX_METADATA_BYTES = 16 << 20
-
-
-class BundleError(ValueError):
-    """A bundle that is missing, incomplete, malformed or altered."""
 
 
 @dataclass(frozen=True)

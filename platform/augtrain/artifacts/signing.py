@@ -15,6 +15,11 @@ from augtrain.datasets.sources import clip
 SIGNATURE = "model.sig"
 
 
+class BundleError(ValueError):
+    """A bundle that is missing, incomplete, malformed or altered (here, where the command line can catch it
+    without importing torch)."""
+
+
 class SignatureError(ValueError):
     """A bundle whose signature is missing, from another key, or does not cover its files."""
 

@@ -119,9 +119,12 @@ class Data(Section):
     )
     label_column: str = "label"
     image_column: str | None = None
+    split_column: str | None = Field(None, description="a table's column that gives each row's split (train, val or "
+                                     "test; empty: drawn like the rest)")
     feature_columns: list[str] | None = None
     image_shape: tuple[int, int, int] | None = Field(None, description="(H, W, C) of table feature rows")
-    resize: tuple[int, int] | None = None
+    resize: tuple[int, int] | None = Field(None, description="(H, W) every image is resized to; default: the size all "
+                                           "images share, else their median size (at most 256 on the longer side)")
     channels: Literal[1, 3] | None = None
     max_pixels: int = Field(40_000_000, gt=0, description="larger images are quarantined as decompression bombs")
     follow_links: bool = Field(

@@ -1,13 +1,18 @@
-"""Collect: a raw source -> a versioned Parquet dataset (part-<split>-*.parquet, manifest.json, quarantine.parquet)."""
+"""Collect: a raw source -> a versioned Parquet dataset (part-<split>-*.parquet, manifest.json, quarantine.parquet).
+
+The driver lists the source (ids, labels, keys: metadata only) and assigns the splits; Ray Data tasks
+on every node decode consecutive parts of the listing and write their shards straight to the output's
+staging folder; the driver streams the quarantine and writes the manifest last.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +23,30 @@ import pyarrow.parquet as pq
 
 from augtrain.config.spec import Data
 from augtrain.datasets.format import FORMAT, SPLITS, parse_manifest
-from augtrain.datasets.sources import Loaded, SourceError
+from augtrain.datasets.sources import Listing, Reader, SourceError
 from augtrain.datasets.storage import (
+    check_shared,
     file_names,
     is_uri,
     join,
+    make_folder,
     move,
-    publish,
+    open_output,
     read_text,
     remove,
     subfolders,
+    write_table,
+    write_text,
 )
-from augtrain.modalities import Modality, read_source
+from augtrain.datasets.tasks import map_chunks
+from augtrain.modalities import read_source
 
-ROWS_PER_SHARD = 4096
-# Ray Data reads a shard as one block and maps a block in one task: 4096 224x224 RGB images in one
-# shard (600 MB) would augment on a single core. Shards hold at most this many bytes of samples.
+# A part is what one Ray Data task decodes and writes: consecutive records of the listing, one shard
+# file per split. Ray Data reads a shard as one block and maps a block in one task, so a shard holds at
+# most this many bytes of samples (4096 224x224 RGB images would be 600 MB, augmented on one core) and
+# at most this many rows (several tasks even for small data).
 BYTES_PER_SHARD = 16 * 2**20
+ROWS_PER_PART = 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,20 @@ class Collected:
     path: str  # an absolute folder or a URI (see augtrain.datasets.storage)
     manifest: dict
     skipped: bool
+    note: str = ""  # what the source's reader wants the user told (e.g. images resized)
+    nodes: int = 0  # how many nodes decoded (0: nothing decoded, the dataset was collected already)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Records `first`.. of a listing, to decode and write in one task; carries its own keys only."""
+
+    index: int
+    reader: Reader
+    keys: list
+    ids: list[str]
+    splits: list[str]
+    ys: list[int]
 
 
 def default_path(data: Data) -> str:
@@ -51,135 +77,197 @@ def default_path(data: Data) -> str:
 
 
 def collect(data: Data, out: str | Path | None = None) -> Collected:
-    """Collect `data.source` into `out` (default: the job's dataset dir); skip if already collected."""
+    """Collect `data.source` into `out` (default: the job's dataset dir): list it in this process, decode
+    and write its shards in Ray Data tasks; skip if this listing was collected there already."""
     out = join(str(out)) if out else default_path(data)
     existing = read_text(join(out, "manifest.json"))
     if existing is None and (file_names(out) or subfolders(out)):
         raise SourceError(f"{out}: exists and is not a collected dataset; choose another output folder")
     previous = parse_manifest(existing, join(out, "manifest.json")) if existing is not None else None
-    reader, loaded = read_source(data)
-    if not loaded.samples:
-        raise SourceError(f"{data.source}: no usable samples ({len(loaded.rejects)} quarantined)")
-    if loaded.samples[0].size == 0:
-        raise SourceError(f"{data.source}: the samples hold no values (shape {loaded.samples[0].shape})")
-    classes = sorted(set(loaded.labels), key=_natural)
+    kind, listing = read_source(data)
+    if not listing.ids:
+        raise SourceError(f"{data.source}: no usable samples ({len(listing.rejects)} quarantined)")
+    if listing.reader.sample_bytes == 0:
+        raise SourceError(f"{data.source}: the samples hold no values (shape {listing.reader.shape})")
+    classes = sorted(set(listing.labels), key=_natural)
     if len(classes) < 2:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
-    splits = _assign_splits(loaded, data)
-    digest = _content_hash(loaded, splits, classes)
-    if previous and previous["hash"] == digest:
-        return Collected(out, previous, skipped=True)
-    manifest = _write(out, reader, loaded, splits, classes, digest, data, previous)
-    return Collected(out, manifest, skipped=False)
+    settings = data.model_dump(mode="json", exclude={"path", "normalize"})
+    fingerprint = hashlib.sha256(
+        json.dumps([FORMAT, kind.kind, settings, listing.fingerprint, listing.rejects]).encode()).hexdigest()
+    if previous and previous.get("fingerprint") == fingerprint:
+        return Collected(out, previous, skipped=True, note=listing.note)
+    splits = assign_splits(listing.labels, listing.given, data)
+    fresh = _staging(out)
+    try:
+        check_shared(fresh)
+        results = _decode_and_write(listing, splits, classes, fresh)
+        digest = _content_hash(listing.reader, classes, listing.rejects, results)
+        if previous and previous["hash"] == digest:
+            remove(fresh)
+            return Collected(out, previous, skipped=True, note=listing.note)
+        if not any(r["counts"][s] for r in results for s in SPLITS):
+            raise SourceError(f"{data.source}: none of {len(listing.ids)} records could be decoded")
+        _write_quarantine(fresh, listing.rejects, results)
+        manifest = {
+            "format": FORMAT,
+            "hash": digest,
+            "fingerprint": fingerprint,
+            "source": data.source,
+            "collect": settings,
+            "schema": {"id": "string", "x": "binary (sample bytes, C order)", "y": "int64 (index into classes)"},
+            "kind": kind.kind,
+            "shape": list(listing.reader.shape),
+            "dtype": listing.reader.dtype,
+            **listing.reader.fields,
+            "classes": classes,
+            "counts": {s: _class_counts(classes, (r["counts"][s] for r in results)) for s in SPLITS},
+            "quarantined": len(listing.rejects) + sum(len(r["rejects"]) for r in results),
+            "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _swap_in(fresh, out, manifest, previous)
+    except BaseException:
+        remove(fresh)
+        raise
+    return Collected(out, manifest, skipped=False, note=listing.note, nodes=len({r["node"] for r in results}))
 
 
 def _natural(name: str):
     return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
 
 
-def _assign_splits(loaded: Loaded, data: Data) -> np.ndarray:
-    """Stratified, seeded train/val/test assignment; a source's own test split is kept."""
-    # imported here: every Ray Data worker imports this module to decode, and never splits (0.8 s)
+def _class_counts(classes: list[str], counts) -> dict[str, int]:
+    """The parts' {y: count} of one split, summed, by class name."""
+    total = Counter()
+    for one in counts:
+        total.update({classes[int(y)]: n for y, n in one.items()})
+    return dict(total)
+
+
+def assign_splits(labels: list[str], given: list[str], data: Data) -> np.ndarray:
+    """Stratified, seeded train/val/test assignment of the records the source leaves open ("" or "train");
+    a split the source gives is kept, and one it gives for some records is not drawn from the rest."""
+    # imported here: every Ray Data worker imports this module, and never splits (0.8 s)
     from sklearn.model_selection import train_test_split
 
-    labels = np.asarray(loaded.labels)
-    given_test = np.asarray(loaded.test, dtype=bool)
-    splits = np.where(given_test, "test", "train").astype(object)
-    rest = np.flatnonzero(~given_test)
+    labels, splits = np.asarray(labels), np.asarray([g or "train" for g in given], dtype=object)
+    rest = np.flatnonzero(splits == "train")
 
     def held_out(rows: np.ndarray, fraction: float) -> int:
         # at least one sample per class, which a small dataset's fraction may not reach
         return max(int(np.ceil(fraction * len(rows))), len(set(labels[rows])))
 
     try:
-        if not given_test.any():
-            rest, test = train_test_split(
-                rest, test_size=held_out(rest, data.test_size), stratify=labels[rest], random_state=data.seed
-            )
-            splits[test] = "test"
-        _, val = train_test_split(
-            rest, test_size=held_out(rest, data.val_size), stratify=labels[rest], random_state=data.seed
-        )
+        for split, fraction in (("test", data.test_size), ("val", data.val_size)):
+            if split not in given:
+                rest, drawn = train_test_split(
+                    rest, test_size=held_out(rest, fraction), stratify=labels[rest], random_state=data.seed
+                )
+                splits[drawn] = split
     except ValueError as exc:
-        counts = Counter(labels.tolist())
+        counts = Counter(labels[rest].tolist())
         rare = min(counts, key=counts.get)
         raise SourceError(
             f"{data.source}: cannot split stratified (class {rare!r} has {counts[rare]} sample(s)): {exc}"
         ) from None
-    splits[val] = "val"
     return splits
 
 
-def _content_hash(loaded: Loaded, splits: np.ndarray, classes: list[str]) -> str:
-    """Of every sample, label and split, and of every reject: a new bad record is a new version."""
-    digest = hashlib.sha256(json.dumps([FORMAT, classes]).encode())
-    for id_, sample, label, split in zip(loaded.ids, loaded.samples, loaded.labels, splits):
-        digest.update(f"{id_}\0{label}\0{split}\0{sample.dtype}{sample.shape}\0".encode())
-        digest.update(np.ascontiguousarray(sample).tobytes())
-    digest.update(json.dumps(loaded.rejects).encode())
+def _staging(out: str) -> str:
+    """A new private folder where the tasks write the dataset: beside `out` (a folder), or beside it on
+    the same storage (a URI), so that it can be swapped in when complete."""
+    if is_uri(out):
+        staging = f"{out.rstrip('/')}.staging-{uuid.uuid4().hex[:12]}"
+        make_folder(staging)
+        return staging
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{Path(out).name[:64]}.staging-", dir=Path(out).parent))
+    staging.chmod(0o755)  # mkdtemp makes it owner-only; Ray workers of other users may write there
+    return str(staging)
+
+
+def _parts(listing: Listing, splits: np.ndarray, classes: list[str]) -> list[Part]:
+    index = {name: i for i, name in enumerate(classes)}
+    rows = max(1, min(ROWS_PER_PART, BYTES_PER_SHARD // listing.reader.sample_bytes))
+    return [
+        Part(n, listing.reader, listing.keys[start : start + rows], listing.ids[start : start + rows],
+             list(splits[start : start + rows]), [index[label] for label in listing.labels[start : start + rows]])
+        for n, start in enumerate(range(0, len(listing.ids), rows))
+    ]
+
+
+def _decode_and_write(listing: Listing, splits: np.ndarray, classes: list[str], out: str) -> list[dict]:
+    """Each part decoded and written by one Ray Data task (on any node); their small results, in order."""
+    return map_chunks(write_parts, _parts(listing, splits, classes), 1, out=out)
+
+
+def write_parts(parts: list[Part], out: str) -> list[dict]:
+    """Decode parts and write the shard of each split (a Ray Data task); their counts, rejects, digests."""
+    return [write_part(part, out) for part in parts]
+
+
+def write_part(part: Part, out: str) -> dict:
+    import ray
+
+    reader = part.reader
+    rows = {split: ([], [], []) for split in SPLITS}
+    rejects = []
+    digest = hashlib.sha256()
+    for id_, split, y, (sample, reason) in zip(part.ids, part.splits, part.ys, reader.read(part.keys)):
+        if not reason and (tuple(sample.shape) != tuple(reader.shape) or str(sample.dtype) != reader.dtype):
+            reason = f"wrong shape: {sample.dtype}{list(sample.shape)} (expected {reader.dtype}{list(reader.shape)})"
+        if reason:
+            rejects.append((id_, reason))
+            continue
+        x = np.ascontiguousarray(sample).tobytes()
+        digest.update(f"{id_}\0{y}\0{split}\0".encode())
+        digest.update(x)
+        for column, value in zip(rows[split], (id_, x, y)):
+            column.append(value)
+    counts = {}
+    for split, (ids, xs, ys) in rows.items():
+        counts[split] = dict(Counter(ys))
+        if ids:
+            table = pa.table({"id": pa.array(ids, pa.string()), "x": pa.array(xs, pa.binary()),
+                              "y": pa.array(ys, pa.int64())})
+            write_table(table, join(out, f"part-{split}-{part.index:05d}.parquet"))
+    digest.update(json.dumps(rejects).encode())
+    return {"index": part.index, "digest": digest.hexdigest(), "counts": counts, "rejects": rejects,
+            "node": ray.get_runtime_context().get_node_id()}
+
+
+def _content_hash(reader: Reader, classes: list[str], rejects: list[tuple[str, str]], results: list[dict]) -> str:
+    """Of every part's samples, labels, splits and rejects (their digests, in order) and of the rejects
+    found while listing: a new bad record is a new version; how many tasks or nodes ran is not."""
+    digest = hashlib.sha256(json.dumps([FORMAT, classes, reader.dtype, list(reader.shape)]).encode())
+    for result in results:
+        digest.update(result["digest"].encode())
+    digest.update(json.dumps(rejects).encode())
     return digest.hexdigest()
 
 
-def _write(
-    out: str, reader: Modality, loaded: Loaded, splits: np.ndarray, classes: list[str], digest: str, data: Data,
-    previous: dict | None,
-) -> dict:
-    """Write into a new private folder (beside `out`, or under the temp dir for a URI), then swap it in
-    (a URI: copy it there, the manifest last); the `previous` version is kept beside it, as <out>@<hash>."""
-    if is_uri(out):
-        fresh = Path(tempfile.mkdtemp(prefix="augtrain-collect-"))
-    else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fresh = Path(tempfile.mkdtemp(prefix=f".{Path(out).name[:64]}.staging-", dir=Path(out).parent))
-    index = {name: i for i, name in enumerate(classes)}
-    counts = {}
-    per_shard = max(1, min(ROWS_PER_SHARD, BYTES_PER_SHARD // max(sample.nbytes for sample in loaded.samples)))
-    for split in SPLITS:
-        rows = np.flatnonzero(splits == split)
-        counts[split] = dict(Counter(loaded.labels[i] for i in rows))
-        for shard, start in enumerate(range(0, len(rows), per_shard)):
-            chunk = rows[start : start + per_shard]
-            table = pa.table(
-                {
-                    "id": pa.array([loaded.ids[i] for i in chunk], pa.string()),
-                    "x": pa.array([np.ascontiguousarray(loaded.samples[i]).tobytes() for i in chunk], pa.binary()),
-                    "y": pa.array([index[loaded.labels[i]] for i in chunk], pa.int64()),
-                }
-            )
-            pq.write_table(table, fresh / f"part-{split}-{shard:05d}.parquet")
-    quarantine = pa.table(
-        {"id": [r[0] for r in loaded.rejects], "reason": [r[1] for r in loaded.rejects]},
-        schema=pa.schema([("id", pa.string()), ("reason", pa.string())]),
-    )
-    pq.write_table(quarantine, fresh / "quarantine.parquet")
-    sample = loaded.samples[0]
-    manifest = {
-        "format": FORMAT,
-        "hash": digest,
-        "source": data.source,
-        "collect": data.model_dump(mode="json", exclude={"path", "normalize"}),
-        "schema": {"id": "string", "x": "binary (sample bytes, C order)", "y": "int64 (index into classes)"},
-        "kind": reader.kind,
-        "shape": list(sample.shape),
-        "dtype": str(sample.dtype),
-        **reader.manifest_fields(loaded.samples),
-        "classes": classes,
-        "counts": counts,
-        "quarantined": len(loaded.rejects),
-        "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (fresh / "manifest.json").write_text(json.dumps(manifest, indent=2))
+def _write_quarantine(out: str, rejects: list[tuple[str, str]], results: list[dict]) -> None:
+    """quarantine.parquet: the rejects of the listing, then of each part in order, written in chunks."""
+    schema = pa.schema([("id", pa.string()), ("reason", pa.string())])
+    with open_output(join(out, "quarantine.parquet")) as file, pq.ParquetWriter(file, schema) as writer:
+        for chunk in [rejects] + [r["rejects"] for r in results]:
+            if chunk:
+                writer.write_table(pa.table({"id": [r[0] for r in chunk], "reason": [r[1] for r in chunk]}, schema=schema))
+
+
+def _swap_in(fresh: str, out: str, manifest: dict, previous: dict | None) -> None:
+    """Put the complete dataset at `out`, the manifest last (whoever sees it sees a complete folder); the
+    `previous` version is kept beside it, as <out>@<hash>."""
     if previous:
         keep_version(out, previous)
     elif not is_uri(out) and Path(out).exists():
         Path(out).rmdir()
     if is_uri(out):
-        publish(fresh, out, last="manifest.json")
-        shutil.rmtree(fresh)
+        move(fresh, out)
+        write_text(join(out, "manifest.json"), json.dumps(manifest, indent=2))
     else:
-        fresh.chmod(0o755)  # mkdtemp made it owner-only while it was being written
-        fresh.rename(out)
-    return manifest
+        Path(fresh, "manifest.json").write_text(json.dumps(manifest, indent=2))
+        Path(fresh).rename(out)
 
 
 def keep_version(out: str, previous: dict) -> None:

@@ -13,6 +13,11 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+import pyarrow.fs as pafs
+
+from augtrain.datasets.storage import filesystem, is_uri
 
 MAX_TEXT_BYTES = 1 << 30  # a text source (.ts, .tsv) is read whole; larger ones are refused
 
@@ -22,6 +27,7 @@ class Listing:
     """The regular files below a folder, sorted, each with its display id, and the entries refused."""
 
     files: list[tuple[str, Path]] = field(default_factory=list)  # (id relative to the root, path)
+    stamps: dict[str, str] = field(default_factory=dict)  # id -> size:mtime (a file rewritten is new data)
     rejects: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
 
 
@@ -76,6 +82,7 @@ def walk(root: Path, follow_links: bool = False) -> Listing:
                     stack.append(path)
             elif stat.S_ISREG(info.st_mode):
                 out.files.append((id_, path))
+                out.stamps[id_] = f"{info.st_size}:{info.st_mtime_ns}"
             else:
                 out.rejects.append((id_, f"not a regular file: {_kind(info.st_mode)}"))
     out.files.sort(key=lambda item: item[0])
@@ -138,3 +145,55 @@ def read_bytes(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
     if len(data) > limit:
         raise OSError(f"{display(path)}: larger than {limit} bytes")
     return data
+
+
+def local_source(source: str) -> Path | None:
+    """The local path of a source (a path, or a file:// URI: read as hardened local files), or None for
+    a URI of remote storage."""
+    if not is_uri(source):
+        return Path(source)
+    return Path(unquote(urlparse(source).path)) if source.startswith("file://") else None
+
+
+def is_folder(source: str) -> bool:
+    path = local_source(source)
+    if path is not None:
+        return path.is_dir()
+    fs, inner = filesystem(source)
+    return fs.get_file_info(inner).type == pafs.FileType.Directory
+
+
+def walk_uri(uri: str) -> Listing:
+    """The files below a folder of remote storage (which has no links or special files), sorted; each
+    listed as (id relative to the folder, its URI)."""
+    fs, root = filesystem(uri)
+    found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    out = Listing()
+    for info in found:
+        if info.type == pafs.FileType.File:
+            id_ = info.path[len(root.rstrip("/")) + 1 :]
+            out.files.append((id_, f"{uri.rstrip('/')}/{id_}"))
+            out.stamps[id_] = f"{info.size}:{info.mtime_ns}"
+    out.files.sort(key=lambda item: item[0])
+    return out
+
+
+def open_source(location: str | Path) -> BinaryIO:
+    """A source file opened for reading (random access): a regular local file (see `open_regular`), or a
+    file of remote storage."""
+    local = local_source(str(location))
+    if local is not None:
+        return open_regular(local)
+    fs, path = filesystem(str(location))
+    return fs.open_input_file(path)
+
+
+def stamp(location: str) -> str:
+    """A file's size and modification time: a file rewritten is a new fingerprint."""
+    local = local_source(location)
+    if local is not None:
+        info = local.stat()
+        return f"{info.st_size}:{info.st_mtime_ns}"
+    fs, path = filesystem(location)
+    info = fs.get_file_info(path)
+    return f"{info.size}:{info.mtime_ns}"

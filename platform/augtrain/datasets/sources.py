@@ -8,18 +8,19 @@ whole is one SourceError naming the file and, where there is one, the line. Noth
 from __future__ import annotations
 
 import csv
-import io
+import hashlib
 import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.datasets.files import open_regular
+from augtrain.datasets.files import open_regular, open_source
 
 PICKLED = (
     "holds pickled Python objects (an object array), and augtrain never unpickles a data file: store "
@@ -49,48 +50,198 @@ class Loaded:
         self.test.append(test)
 
 
+class Reader:
+    """Decodes a source's records from their keys (a file, a row), in Ray Data tasks on any node: it
+    travels there pickled, so it holds settings, never data. Every sample it yields has `shape` and
+    `dtype`."""
+
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+    fields: dict = {}  # extra manifest fields that describe the samples
+
+    def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
+        """(sample, "") or (None, the reason it is quarantined) for each key, in order."""
+        raise NotImplementedError
+
+    @property
+    def sample_bytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Listing:
+    """A source told cheaply, in the driver: per record its id, label, the split the source gives it
+    ("" if none) and the key `reader` decodes it by; the entries refused while listing; and a
+    fingerprint that changes whenever the source may have (equal fingerprints: nothing to collect)."""
+
+    reader: Reader
+    ids: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    given: list[str] = field(default_factory=list)
+    keys: list = field(default_factory=list)
+    rejects: list[tuple[str, str]] = field(default_factory=list)
+    fingerprint: str = ""
+    note: str = ""  # what collect's summary should tell the user (e.g. images resized)
+
+    def add(self, id_: str, label, key, given: str = "") -> None:
+        self.ids.append(id_)
+        self.labels.append(str(label))
+        self.keys.append(key)
+        self.given.append(given)
+
+    def decode(self) -> Iterator[tuple[str, str, np.ndarray | None, str]]:
+        """(id, label, sample or None, reason) of every record, read in this process."""
+        for id_, label, (sample, reason) in zip(self.ids, self.labels, self.reader.read(self.keys)):
+            yield id_, label, sample, reason
+
+
+class Held(Reader):
+    """The reader of a source loaded whole in the driver (Loaded): a key is the sample itself."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, fields: dict):
+        self.shape, self.dtype, self.fields = shape, dtype, fields
+
+    def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
+        return ((key, "") for key in keys)
+
+
+def held(loaded: Loaded, fields: dict) -> Listing:
+    """The listing of a source that its modality loads whole (a small one, or a plug-in's)."""
+    first = loaded.samples[0] if loaded.samples else np.zeros(0, np.float32)
+    out = Listing(Held(tuple(first.shape), str(first.dtype), fields), rejects=list(loaded.rejects))
+    digest = hashlib.sha256()
+    for id_, sample, label, test in zip(loaded.ids, loaded.samples, loaded.labels, loaded.test):
+        out.add(id_, label, sample, "test" if test else "")
+        digest.update(f"{id_}\0{label}\0{test}\0{sample.dtype}{sample.shape}\0".encode())
+        digest.update(np.ascontiguousarray(sample).tobytes())
+    out.fingerprint = digest.hexdigest()
+    return out
+
+
 def clip(exc: BaseException | str, limit: int = 160) -> str:
     """An error's text cut to `limit` characters: hostile input can make it any length."""
     text = str(exc)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list]]]:
-    """The header and each row with the file line it starts on (blank lines skipped, as in a spreadsheet)."""
-    line = 1
+class _Lines:
+    """A binary file's lines, decoded, counting the bytes and lines handed out (where a CSV row starts)."""
+
+    def __init__(self, raw, offset: int, line: int):
+        self.raw, self.offset, self.line = raw, offset, line
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        text = self.raw.readline()
+        if not text:
+            raise StopIteration
+        # utf-8-sig: a byte-order mark some spreadsheets write is not part of the first column's name
+        encoding = "utf-8-sig" if self.offset == 0 else "utf-8"
+        self.offset += len(text)
+        self.line += 1
+        return text.decode(encoding, errors="surrogateescape")
+
+
+def _csv(source: str, offset: int = 0, line: int = 1):
+    """(header or None, then ((line, offset), row) per non-blank row) read from `offset`; blank lines are
+    skipped, as in a spreadsheet."""
+    lines = None
     try:
-        with open_regular(path) as raw:
-            # utf-8-sig: a byte-order mark some spreadsheets write is not part of the first column's name
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=""))
-            header = next((row for row in reader if row), None)  # blank lines before the header are skipped
-            if header is None:
-                raise SourceError(f"{path}: empty file")
-            if not utf8(header):
-                raise SourceError(f"{path}:{reader.line_num}: the header is not valid UTF-8")
-            refuse_duplicates(path, header)
-            rows, line = [], reader.line_num + 1
-            for row in reader:
-                if row and len(row) != len(header):
-                    raise SourceError(f"{path}:{line}: {len(row)} field(s), expected {len(header)} as in the header")
+        with open_source(source) as raw:
+            raw.seek(offset)
+            lines = _Lines(raw, offset, line - 1)
+            reader = csv.reader(lines)
+            while True:
+                start, first = lines.offset, lines.line + 1
+                row = next(reader, None)
+                if row is None:
+                    return
                 if row:
-                    rows.append((line, row))
-                line = reader.line_num + 1
+                    yield (first, start), row
     except csv.Error as exc:
-        raise SourceError(f"{path}:{line}: not readable as CSV: {clip(exc)}") from None
+        raise SourceError(f"{source}:{lines.line if lines else line}: not readable as CSV: {clip(exc)}") from None
     except OSError as exc:
-        raise SourceError(f"{path}: {clip(exc)}") from None
-    return header, rows
+        raise SourceError(f"{source}: {clip(exc)}") from None
 
 
-def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, list]]]:
+def table_header(source: str) -> list[str]:
+    """The column names of a CSV (its first non-blank row) or Parquet table."""
+    if source.endswith(".csv"):
+        (line, _), header = next(_csv(source), ((1, 0), None))
+        if header is None:
+            raise SourceError(f"{source}: empty file")
+        if not utf8(header):
+            raise SourceError(f"{source}:{line}: the header is not valid UTF-8")
+    else:
+        header = _parquet(source).schema_arrow.names
+    refuse_duplicates(source, header)
+    return header
+
+
+def csv_scan(source: str, columns: list[str]):
+    """((line, byte offset), {column: value}) of each row, read as a stream; a row with the wrong number
+    of fields fails the file, naming its line."""
+    rows = _csv(source)
+    (_, _), header = next(rows)
+    index = [header.index(c) for c in columns]
+    for key, row in rows:
+        if len(row) != len(header):
+            raise SourceError(f"{source}:{key[0]}: {len(row)} field(s), expected {len(header)} as in the header")
+        yield key, {c: row[i] for c, i in zip(columns, index)}
+
+
+def csv_records(source: str, keys: list[tuple[int, int]]):
+    """The rows at `keys` (line, byte offset), ascending, read from the first one's offset."""
+    wanted = {offset for _, offset in keys}
+    for (_, offset), row in _csv(source, keys[0][1], keys[0][0]):
+        if offset in wanted:
+            yield row
+        if offset >= keys[-1][1]:
+            return
+
+
+def _parquet(source: str) -> pq.ParquetFile:
     try:
-        with open_regular(path) as file:
-            table = pq.read_table(file)
-        header = table.column_names
-        refuse_duplicates(path, header)
-        return header, [(i, list(row.values())) for i, row in enumerate(table.to_pylist())]
+        return pq.ParquetFile(open_source(source))
     except (pa.ArrowException, OSError) as exc:
-        raise SourceError(f"{path}: not a readable Parquet file: {clip(exc)}") from None
+        raise SourceError(f"{source}: not a readable Parquet file: {clip(exc)}") from None
+
+
+def parquet_scan(source: str, columns: list[str]):
+    """((row, row), {column: value}) of each row, reading only `columns`, a batch at a time."""
+    try:
+        row = 0
+        for batch in _parquet(source).iter_batches(batch_size=65536, columns=columns):
+            for values in batch.to_pylist():
+                yield (row, row), values
+                row += 1
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"{source}: not a readable Parquet file: {clip(exc)}") from None
+
+
+def parquet_records(source: str, keys: list[tuple[int, int]]):
+    """The rows at `keys` (row, row), ascending, as lists in column order: only the row groups that hold
+    them are read."""
+    table = _parquet(source)
+    first, last = keys[0][0], keys[-1][0]
+    groups, start, starts = [], 0, []
+    for g in range(table.num_row_groups):
+        rows = table.metadata.row_group(g).num_rows
+        if start + rows > first and start <= last:
+            groups.append(g)
+            starts.append(start)
+        start += rows
+    wanted = {row for row, _ in keys}
+    row = starts[0]
+    for batch in table.iter_batches(batch_size=4096, row_groups=groups):
+        for values in batch.to_pylist():
+            if row in wanted:
+                yield list(values.values())
+            row += 1
+            if row > last:
+                return
 
 
 def utf8(values: list) -> bool:
@@ -104,7 +255,7 @@ def utf8(values: list) -> bool:
     return True
 
 
-def refuse_duplicates(path: Path, header: list[str]) -> None:
+def refuse_duplicates(path: Path | str, header: list[str]) -> None:
     twice = sorted(name for name, n in Counter(header).items() if n > 1)
     if twice:
         raise SourceError(f"{path}: duplicate column name(s) {[clip(n, 40) for n in twice]}; each column needs its own name")
@@ -149,3 +300,88 @@ def npz_arrays(path: Path, layouts: list[list[str]]) -> dict[str, np.ndarray]:
     if y.ndim != 1 or len(per_sample) != len(y):
         raise SourceError(f"{path}: {wanted[-2]} has {len(per_sample)} samples but y has shape {y.shape}")
     return arrays
+
+
+def _npz_member(archive: zipfile.ZipFile, source: str, name: str):
+    """An .npz member opened at its data, with its (shape, dtype); never a pickled object array."""
+    member = archive.open(f"{name}.npy")
+    version = np.lib.format.read_magic(member)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(member)
+    if dtype.hasobject:
+        raise SourceError(f"{source}: {PICKLED}")
+    if fortran and len(shape) > 1:
+        raise SourceError(f"{source}: {name} is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)")
+    return member, shape, dtype
+
+
+def _npz(source: str):
+    try:
+        file = open_source(source)
+        if file.read(6) == b"\x93NUMPY":
+            file.close()
+            raise SourceError(f"{source}: a single .npy array, not an .npz archive of named arrays")
+        file.seek(0)
+        return zipfile.ZipFile(file)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
+
+
+def npz_labels(source: str, name: str, samples: str) -> list | None:
+    """The labels array `name` of an .npz, of the samples array `samples`: None if the archive has neither."""
+    try:
+        with _npz(source) as archive:
+            missing = [n for n in (samples, name) if f"{n}.npy" not in archive.namelist()]
+            if len(missing) == 2 and samples != "x":
+                return None
+            if missing:
+                raise SourceError(f"{source}: missing array(s) {missing} (expected x+y, and optionally x_test+y_test)")
+            _npz_member(archive, source, name)[0].close()  # refuses an object array by its header
+            labels = np.lib.format.read_array(archive.open(f"{name}.npy"), allow_pickle=False)
+    except SourceError:
+        raise
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
+    if labels.ndim != 1:
+        raise SourceError(f"{source}: {name} has shape {labels.shape}; expected one label per sample")
+    return labels.tolist()
+
+
+def npz_header(source: str, name: str, count: int) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the samples array `name`, which must hold `count` numeric samples."""
+    try:
+        with _npz(source) as archive:
+            if f"{name}.npy" not in archive.namelist():
+                raise SourceError(f"{source}: missing array(s) {[name]}")
+            member, shape, dtype = _npz_member(archive, source, name)
+            member.close()
+    except SourceError:
+        raise
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
+    if not shape or dtype.kind not in "biuf":
+        raise SourceError(f"{source}: {name} has dtype {dtype} and shape {shape}; expected numbers per sample")
+    if shape[0] != count:
+        raise SourceError(f"{source}: {name} has {shape[0]} samples but its labels {count}")
+    return tuple(shape), dtype
+
+
+def npz_rows(source: str, keys: list[tuple[str, int]]):
+    """The samples at `keys` (array name, row), ascending within each array, read by seeking in the
+    member (a compressed one is decompressed up to the rows, never held whole)."""
+    with _npz(source) as archive:
+        name, member = None, None
+        for array, row in keys:
+            if array != name:
+                if member is not None:
+                    member.close()
+                name = array
+                member, shape, dtype = _npz_member(archive, source, name)
+                start, size = member.tell(), int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+            member.seek(start + row * size)
+            data = member.read(size)
+            if len(data) < size:
+                raise SourceError(f"{source}: {name} ends before row {row} (a truncated file)")
+            yield np.frombuffer(data, dtype=dtype).reshape(shape[1:])
+        if member is not None:
+            member.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 URI_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")  # pyarrow.fs.FileSystem.from_uri
@@ -86,10 +87,25 @@ def read_text(location: str) -> str | None:
         return stream.read().decode()
 
 
-def write_text(location: str, text: str) -> None:
+def open_output(location: str) -> pa.NativeFile:
+    """A new file at `location` (replacing one there) opened for writing."""
     fs, path = filesystem(location)
-    with fs.open_output_stream(path) as stream:
+    return fs.open_output_stream(path)
+
+
+def write_text(location: str, text: str) -> None:
+    with open_output(location) as stream:
         stream.write(text.encode())
+
+
+def write_table(table: pa.Table, location: str) -> None:
+    with open_output(location) as stream:
+        pq.write_table(table, stream)
+
+
+def make_folder(location: str) -> None:
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)
 
 
 def staging(location: str) -> Path:
@@ -144,3 +160,36 @@ def fetch(location: str, path: str, local: Path) -> None:
     fs, _ = filesystem(location)
     local.mkdir(parents=True, exist_ok=True)
     pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+class StorageError(ValueError):
+    """A storage location that cannot serve the job (a node-local path on a multi-node cluster)."""
+
+
+def check_shared(*locations: str | Path) -> None:
+    """On a multi-node Ray cluster every node must see `locations` (checkpoints, datasets, a dataset being
+    collected): a node-local path is refused before anything is written there."""
+    import os
+    import time
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    sees = ray.remote(num_cpus=0)(os.path.exists)
+    for folder in [Path(location) for location in locations if not is_uri(str(location))]:
+        marker = folder / f".visible-{os.getpid()}-{time.time_ns()}"
+        marker.touch()
+        try:
+            affinity = [NodeAffinitySchedulingStrategy(node["NodeID"], soft=False) for node in nodes]
+            seen = ray.get([sees.options(scheduling_strategy=a).remote(str(marker)) for a in affinity])
+            blind = [node["NodeManagerAddress"] for node, visible in zip(nodes, seen) if not visible]
+        finally:
+            marker.unlink()
+        if blind:
+            raise StorageError(
+                f"{folder} is not visible from node(s) {', '.join(blind)}: on a multi-node cluster run.storage_path "
+                f"and data.path must be a shared filesystem that every node mounts at the same path (or a URI)"
+            )

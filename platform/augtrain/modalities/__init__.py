@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from augtrain.datasets.sources import Loaded, SourceError
+from augtrain.datasets.sources import Listing, SourceError
 from augtrain.modalities.base import Modality
 from augtrain.modalities.image import IMAGE
 from augtrain.modalities.models import check_builder
@@ -58,8 +58,8 @@ def for_transform(name: str) -> Modality:
     raise ValueError(f"unknown transform {name!r} (expected one of a modality's: {hints})")
 
 
-def read_source(data, labelled: bool = True) -> tuple[Modality, Loaded]:
-    """`data.source` read by the modality that claims it (`data.kind` decides between several), with
+def read_source(data, labelled: bool = True) -> tuple[Modality, Listing]:
+    """`data.source` listed by the modality that claims it (`data.kind` decides between several), with
     that modality; `labelled=False` (prediction inputs) lets labels be absent."""
     claiming = [m for m in MODALITIES.values() if m.claims(data)]
     if data.kind is not None:
@@ -68,7 +68,7 @@ def read_source(data, labelled: bool = True) -> tuple[Modality, Loaded]:
         missing = not Path(data.source).exists()
         raise SourceError(f"{data.source}: no such file or folder" if missing else
                           f"{data.source}: no modality reads this source (a folder, .npz, .csv, .parquet, .ts, .tsv)")
-    return claiming[0], claiming[0].load(data, labelled)
+    return claiming[0], claiming[0].listing(data, labelled)
 
 
 def check_model(name: str, params: dict) -> None:

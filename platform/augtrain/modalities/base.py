@@ -11,7 +11,6 @@ them, never when the object is unpickled.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -20,7 +19,7 @@ from augtrain.datasets.normalize import normalize
 
 if TYPE_CHECKING:
     from augtrain.config.spec import Data
-    from augtrain.datasets.sources import Loaded
+    from augtrain.datasets.sources import Listing, Loaded
 
 
 class Modality:
@@ -47,8 +46,17 @@ class Modality:
         raise NotImplementedError
 
     def load(self, data: Data, labelled: bool = True) -> Loaded:
-        """The source's samples (one shape) and its rejects (id, "kind: detail")."""
+        """The source's samples (one shape) and its rejects (id, "kind: detail"), loaded whole: the simple
+        way to read a small source (a plug-in's); a modality for large data overrides `listing`."""
         raise NotImplementedError
+
+    def listing(self, data: Data, labelled: bool = True, shape: list[int] | None = None) -> Listing:
+        """The source listed in this process (metadata only) with the reader that Ray Data tasks decode
+        its records by (to `shape` if given: a model's); by default what `load` holds."""
+        from augtrain.datasets.sources import held
+
+        loaded = self.load(data, labelled)
+        return held(loaded, self.manifest_fields(loaded.samples) if loaded.samples else {})
 
     def manifest_fields(self, samples: list[np.ndarray]) -> dict:
         """Extra manifest fields that describe the collected samples."""
@@ -100,22 +108,18 @@ class Modality:
         raise NotImplementedError
 
     # --- predict ---
-    def prediction_inputs(self, source: Path, data: Data, shape: list[int]):
-        """(a Ray Data dataset of rows id, label, x bytes, reason; the layout of x) for `source`, read as
-        `collect` reads it (labels optional), in this process."""
-        import ray
-
+    def prediction_inputs(self, data: Data, shape: list[int]):
+        """(a Ray Data dataset of rows id, label, x bytes, reason; the layout of x) for `data.source`, listed
+        as `collect` lists it (labels optional) and decoded in Ray Data tasks as it is read."""
         from augtrain.datasets.sources import SourceError
+        from augtrain.datasets.tasks import decoded_rows
 
         takes = f"{self.kind}s of shape {list(shape)}"
         if not self.claims(data):
-            raise SourceError(f"{source}: not {self.kind}s, so they do not fit the model ({takes})")
-        loaded = self.load(data, labelled=False)
-        found = list(loaded.samples[0].shape) if loaded.samples else list(shape)
+            raise SourceError(f"{data.source}: not {self.kind}s, so they do not fit the model ({takes})")
+        listing = self.listing(data, labelled=False, shape=shape if self.fixed_shape else None)
+        found = list(listing.reader.shape) if listing.ids else list(shape)
         if self.fixed_shape and found != list(shape):
-            raise SourceError(f"{source}: {self.kind}s of shape {found} do not fit the model ({takes})")
-        rows = [{"id": i, "label": label, "x": np.ascontiguousarray(s).tobytes(), "reason": ""}
-                for i, s, label in zip(loaded.ids, loaded.samples, loaded.labels)]
-        rows += [{"id": i, "label": "", "x": b"", "reason": reason} for i, reason in loaded.rejects]
-        dtype = str(loaded.samples[0].dtype) if loaded.samples else "float32"
-        return ray.data.from_items(rows), {"dtype": dtype, "shape": found}
+            raise SourceError(f"{data.source}: {self.kind}s of shape {found} do not fit the model ({takes})")
+        layout = {"dtype": listing.reader.dtype if listing.ids else "float32", "shape": found}
+        return decoded_rows(listing), layout, any(listing.labels)

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from augtrain.artifacts.bundle import export_bundle, load_bundle
 from augtrain.artifacts.explain import explain_samples
@@ -21,6 +19,7 @@ from augtrain.datasets.collect import collect
 from augtrain.datasets.normalize import SERIES
 from augtrain.datasets.stats import channel_stats
 from augtrain.datasets.storage import (
+    check_shared,
     is_uri,
     join,
     publish,
@@ -35,21 +34,22 @@ from augtrain.modalities import for_model
 from augtrain.modalities import modality as data_modality
 from augtrain.training.checkpoint import WEIGHTS, read_history
 from augtrain.training.loop import ranking
-from augtrain.training.plan import PlanError
 from augtrain.training.runtime import start_ray
 
 EXPLAINED = 8  # test samples whose attribution maps every run draws for its report
 
 
 def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) -> CollectedData:
-    """Collect (once), start or attach to Ray, compute (once) the normalization stats."""
+    """Start or attach to Ray, collect (once), compute (once) the normalization stats."""
+    start_ray(address)
     collected = collect(job.data)
     manifest = collected.manifest
     echo(f"dataset {collected.path} ({manifest['hash'][:12]}{', already collected' if collected.skipped else ''})")
+    if collected.note:
+        echo(f"note: {collected.note}")
     takes = for_model(job.model.name)
     if takes != data_modality(manifest["kind"]):
         raise SpecError(f"model.name: {job.model.name!r} takes {takes.kind}s but {collected.path} holds {manifest['kind']}s")
-    start_ray(address)
     stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
     return CollectedData(collected.path, manifest, stats)
 
@@ -84,36 +84,6 @@ def open_run_dir(location: str) -> Path:
     run_dir = staging(location)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir.resolve()
-
-
-@ray.remote(num_cpus=0)
-def _sees(path: str) -> bool:
-    return os.path.exists(path)
-
-
-def check_shared(*locations: str | Path) -> None:
-    """On a multi-node cluster every node must see `locations` (checkpoints, datasets): a node-local path is refused."""
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    if len(nodes) < 2:
-        return
-    for folder in [Path(location) for location in locations if not is_uri(str(location))]:
-        marker = folder / f".visible-{os.getpid()}-{time.time_ns()}"
-        marker.touch()
-        try:
-            checks = [
-                _sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
-                    str(marker)
-                )
-                for node in nodes
-            ]
-            blind = [node["NodeManagerAddress"] for node, seen in zip(nodes, ray.get(checks)) if not seen]
-        finally:
-            marker.unlink()
-        if blind:
-            raise PlanError(
-                f"{folder} is not visible from node(s) {', '.join(blind)}: on a multi-node cluster run.storage_path "
-                f"and data.path must be a shared filesystem that every node mounts at the same path"
-            )
 
 
 def open_run(job: Job, address: str | None, echo: Callable[[str], None]) -> tuple[CollectedData, str, Path]:

@@ -15,10 +15,16 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 from augtrain.config.spec import Job, SpecError  # noqa: E402
-from augtrain.datasets.storage import child, fetch, is_folder, join, subfolders  # noqa: E402
+from augtrain.datasets.storage import (  # noqa: E402
+    check_shared,
+    child,
+    fetch,
+    is_folder,
+    join,
+    subfolders,
+)
 from augtrain.datasets.stream import CollectedData  # noqa: E402
 from augtrain.recipes.rundir import (  # noqa: E402
-    check_shared,
     close_run,
     evaluate_run,
     new_run_location,

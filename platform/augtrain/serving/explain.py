@@ -20,7 +20,7 @@ def explain_inputs(bundle_path: Path, source: Path, out: Path, limit: int, addre
     """Attribution maps for the first `limit` readable inputs of `source`: out/attributions.png and .npz."""
     bundle = load_bundle(bundle_path, public_key)
     start_ray(address)
-    ds, layout = read_inputs(bundle, source)
+    ds, layout, _ = read_inputs(bundle, source)
     rows = ds.filter(lambda row: row["reason"] == "").take(limit)
     if not rows:
         raise SourceError(f"{source}: no readable inputs to explain")

@@ -1,7 +1,7 @@
 """Predict: batch inference from a model bundle with Ray Data; an actor pool loads the model once per actor.
 
-Inputs are read by the model's modality (image folders decoded file by file in Ray Data tasks; tables
-and series files as `collect` reads them) and normalized as in training; bad inputs are quarantined
+Inputs are listed by the model's modality as `collect` lists its sources and decoded in Ray Data tasks,
+normalized as in training, scored by the actors and written as they come; bad inputs are quarantined
 with the reason `collect` would give. The same reading serves `augtrain explain`.
 """
 
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
@@ -58,16 +57,16 @@ def model_ready(bundle: Bundle, samples: np.ndarray) -> np.ndarray:
     return bundle.modality.model_input(bundle.modality.to_ship(samples, bundle.stats), bundle.stats)
 
 
-def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict]:
+def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict, bool]:
     """Rows (id, label, x bytes, reason) of `source` as a Ray Data dataset, read by the model's modality
-    as `collect` reads its sources, and the layout of x."""
+    as `collect` reads its sources; the layout of x; whether the inputs carry labels."""
     # decoded as in training (resize, channels), but read with the user's defaults for what decides which
     # files are opened at all: a bundle from elsewhere must not turn on following links out of the folder
     data = bundle.job.data.model_copy(update={
         "source": str(source), "kind": bundle.modality.kind, "follow_links": False,
         "max_pixels": Data.model_fields["max_pixels"].default,
     })
-    return bundle.modality.prediction_inputs(source, data, bundle.shape)
+    return bundle.modality.prediction_inputs(data, bundle.shape)
 
 
 def predict(bundle_path: Path, source: Path, out: Path, address: str | None = None,
@@ -75,7 +74,7 @@ def predict(bundle_path: Path, source: Path, out: Path, address: str | None = No
     """Write predictions for `source` to `out` and quarantined inputs beside it; return both counts."""
     bundle = load_bundle(bundle_path, public_key)
     start_ray(address)
-    ds, layout = read_inputs(bundle, source)
+    ds, layout, labelled = read_inputs(bundle, source)
     actors = max(1, int(cluster_cpus_gpus()[0]) - 1)  # one CPU is left to the decoding tasks
     echo(f"predicting {source} with {bundle.job.model.name} on up to {actors} actor(s)")
     scored = ds.map_batches(
@@ -86,19 +85,26 @@ def predict(bundle_path: Path, source: Path, out: Path, address: str | None = No
         batch_format="numpy", batch_size=BATCH, num_cpus=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
     )
-    batches = list(scored.iter_batches(batch_format="pyarrow", batch_size=None))
-    table = pa.concat_tables(batches).combine_chunks() if batches else None
-    if table is None:
-        raise SourceError(f"{source}: no inputs")
-    bad = pc.not_equal(table.column("reason"), "")
-    predictions = table.filter(pc.invert(bad)).drop_columns(["reason"])
-    quarantine = table.filter(bad).select(["id", "reason"])
-    if not any(predictions.column("label").to_pylist()):  # unlabelled inputs: no label column
-        predictions = predictions.drop_columns(["label"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(predictions, out)
-    pq.write_table(quarantine, quarantine_path(out))
-    return len(predictions), len(quarantine)
+    counts, writers = [0, 0], [None, None]
+    try:
+        for batch in scored.iter_batches(batch_format="pyarrow", batch_size=None):
+            bad = pc.not_equal(batch.column("reason"), "")
+            predictions = batch.filter(pc.invert(bad)).drop_columns(["reason"] if labelled else ["reason", "label"])
+            for n, (table, path) in enumerate(((predictions, out), (batch.filter(bad).select(["id", "reason"]), quarantine_path(out)))):
+                if writers[n] is None:
+                    writers[n] = pq.ParquetWriter(path, table.schema)
+                writers[n].write_table(table.cast(writers[n].schema))
+                counts[n] += len(table)
+    finally:
+        for writer in writers:
+            if writer is not None:
+                writer.close()
+    if writers[0] is None:
+        raise SourceError(f"{source}: no inputs")
+    return counts[0], counts[1]
+
+
 
 
 def quarantine_path(out: Path) -> Path:

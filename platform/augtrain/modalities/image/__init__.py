@@ -20,15 +20,17 @@ class ImageModality(Modality):
     thumbnail = (0.75, 0.75)  # inches per sample in the report's grids
 
     def claims(self, data) -> bool:
-        path = Path(data.source)
-        return data.source == "sklearn-digits" or path.is_dir() or path.suffix in {".csv", ".parquet"} or (
-            path.suffix == ".npz" and data.kind in (None, self.kind)
-        )
+        from augtrain.datasets.files import is_folder
 
-    def load(self, data, labelled: bool = True):
-        from augtrain.modalities.image.read import load
+        suffix = Path(data.source).suffix
+        return data.source == "sklearn-digits" or suffix in {".csv", ".parquet"} or (
+            suffix == ".npz" and data.kind in (None, self.kind)
+        ) or (suffix not in {".ts", ".tsv"} and is_folder(data.source))
 
-        return load(data, labelled)
+    def listing(self, data, labelled: bool = True, shape: list[int] | None = None):
+        from augtrain.modalities.image.read import listing
+
+        return listing(data, labelled, shape)
 
     def owns_transform(self, name: str) -> bool:
         from augtrain.modalities.image.augment import is_transform
@@ -64,13 +66,6 @@ class ImageModality(Modality):
         from augtrain.modalities.image.draw import plot_attributions
 
         return plot_attributions(samples, attributions, titles, columns)
-
-    def prediction_inputs(self, source: Path, data, shape: list[int]):
-        if not source.is_dir():
-            return super().prediction_inputs(source, data, shape)
-        from augtrain.modalities.image.predict import folder_inputs
-
-        return folder_inputs(source, data, shape)
 
 
 IMAGE = ImageModality()

@@ -1,9 +1,12 @@
 """Image sources: folders of image files, tables of features or image paths, .npz arrays, scikit-learn's
-digits. Every file is decoded by the same reader here, for `collect` and for `predict`."""
+digits, at a local path or a URI. Listing happens in the driver (names, labels, headers); every file or
+row is decoded by the readers here in Ray Data tasks, for `collect` and for `predict` alike."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import hashlib
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,30 +14,52 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from augtrain.config.spec import Data
-from augtrain.datasets.files import display, inside, open_regular, walk
+from augtrain.datasets.files import (
+    display,
+    inside,
+    is_folder,
+    local_source,
+    open_source,
+    stamp,
+    walk,
+    walk_uri,
+)
 from augtrain.datasets.sources import (
+    Listing,
     Loaded,
+    Reader,
     SourceError,
     clip,
-    csv_rows,
-    npz_arrays,
+    csv_records,
+    csv_scan,
+    held,
+    npz_header,
+    npz_labels,
+    npz_rows,
     number,
-    parquet_rows,
+    parquet_records,
+    parquet_scan,
+    table_header,
     utf8,
 )
+from augtrain.datasets.tasks import map_chunks
+
+# A folder laid out as train/<class>/, val/<class>/, test/<class>/ keeps those splits.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+LONGEST_DEFAULT_SIDE = 256  # images of mixed sizes, no data.resize: the median size, at most this long
 
 
-def load(data: Data, labelled: bool = True) -> Loaded:
-    """Read `data.source` with the reader its name or suffix selects; `labelled=False` (prediction inputs)
-    lets a table go without its label column."""
+def listing(data: Data, labelled: bool = True, shape: list[int] | None = None) -> Listing:
+    """`data.source` listed; decoded later to `shape` (H, W, C) if given (a model's), else to the size
+    and channels the files agree on (or data.resize / data.channels)."""
     if data.source == "sklearn-digits":
-        return digits()
-    path = Path(data.source)
-    if path.is_dir():
-        return image_folder(path, data)
-    if path.suffix == ".npz":
-        return npz_images(path)
-    return table(path, data, labelled)
+        return held(digits(), {})
+    source = data.source
+    if is_folder(source):
+        return image_files(folder(source, data), data, shape)
+    if Path(source).suffix == ".npz":
+        return npz_images(source)
+    return table(source, data, labelled, shape)
 
 
 def digits() -> Loaded:
@@ -49,158 +74,278 @@ def digits() -> Loaded:
     return out
 
 
-def image_folder(root: Path, data: Data) -> Loaded:
-    listing = walk(root, data.follow_links)
-    items, rejects = [], list(listing.rejects)
-    for id_, path in listing.files:
-        parts = Path(id_).parts
+def folder(source: str, data: Data) -> Listing:
+    """One sub-folder per class (or train/, val/, test/ holding them); keys are the files."""
+    path = local_source(source)
+    files = walk(path, data.follow_links) if path is not None else walk_uri(source)
+    out = Listing(Reader(), rejects=list(files.rejects))
+    out.fingerprint = hashlib.sha256(json.dumps([files.stamps, files.rejects]).encode()).hexdigest()
+    tops = {Path(id_).parts[0] for id_, _ in files.files}
+    by_split = "train" in tops and tops <= set(SPLIT_FOLDERS)
+    for id_, file in files.files:
+        parts = Path(id_).parts[1:] if by_split else Path(id_).parts
         if len(parts) < 2:
-            rejects.append((id_, "not in a class sub-folder"))
+            out.rejects.append((id_, "not in a class sub-folder"))
         else:
-            items.append((id_, path, parts[0]))
-    if not items and not rejects:
-        raise SourceError(f"{root}: no images found (expected one sub-folder per class)")
-    return images(items, rejects, root, data)
-
-
-def images(items: list[tuple[str, Path, str]], rejects: list[tuple[str, str]], root: Path, data: Data) -> Loaded:
-    """Decode (id, file, label) items at the most common size and channel count (or data.resize/channels)."""
-    out = Loaded(rejects=rejects)
-    headers = {}
-    for id_, path, label in items:
-        reason, header = read_header(path, data.max_pixels)
-        if reason:
-            out.rejects.append((id_, reason))
-        else:
-            headers[id_] = (path, label, header)
-    if not headers:
-        raise SourceError(f"{root}: none of {len(items) + len(rejects)} entries is a readable image")
-    channels = data.channels or Counter(h[2][0] for h in headers.values()).most_common(1)[0][0]
-    size = tuple(data.resize[::-1]) if data.resize else Counter(h[2][1] for h in headers.values()).most_common(1)[0][0]
-    for id_, (path, label, _) in headers.items():
-        image, reason = read_image(path, data, channels, size)
-        if reason:
-            out.rejects.append((id_, reason))
-        else:
-            out.add(id_, image, label)
+            out.add(id_, parts[0], str(file), SPLIT_FOLDERS[Path(id_).parts[0]] if by_split else "")
+    if not out.ids and not out.rejects:
+        raise SourceError(f"{source}: no images found (expected one sub-folder per class)")
     return out
 
 
-def read_image(path: Path, data: Data, channels: int, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
-    """One file as an (H, W, C) uint8 image of `size` (W, H) and `channels`, or (None, why it is quarantined)."""
-    reason, header = read_header(path, data.max_pixels)
-    if reason:
-        return None, reason
-    image_channels, image_size = header
-    if image_channels > channels:
-        return None, f"wrong mode: {image_channels}-channel image in a {channels}-channel dataset"
-    if image_size != size and not data.resize:
-        return None, f"wrong shape: {image_size[0]}x{image_size[1]} (expected {size[0]}x{size[1]})"
-    try:
-        return decode(path, channels, size), None
-    except Exception as exc:  # a hostile file trips the decoder anywhere; it is quarantined, the rest go on
-        return None, f"truncated or corrupt: {type(exc).__name__}: {clip(exc)}"
+def image_files(files: Listing, data: Data, shape: list[int] | None) -> Listing:
+    """Image files to decode at one size and channel count: a model's `shape`, else data.resize and
+    data.channels, else what the files' headers (read in Ray Data tasks) agree on."""
+    if shape is not None:
+        files.reader = ImageReader(data, shape[2], (shape[1], shape[0]), resize=False)
+        return files
+    if data.resize and data.channels:  # every header is checked as its file is decoded
+        files.reader = ImageReader(data, data.channels, tuple(data.resize[::-1]), resize=True)
+        return files
+    headers = map_chunks(read_headers, files.keys, 256, max_pixels=data.max_pixels)
+    out = Listing(Reader(), rejects=list(files.rejects), fingerprint=files.fingerprint)
+    sizes, modes = Counter(), Counter()
+    for id_, label, key, given, (reason, header) in zip(files.ids, files.labels, files.keys, files.given, headers):
+        if reason:
+            out.rejects.append((id_, reason))
+            continue
+        out.add(id_, label, key, given)
+        modes[header[0]] += 1
+        sizes[tuple(header[1])] += 1
+    if not out.ids:
+        raise SourceError(f"{data.source}: none of {len(files.ids) + len(files.rejects)} entries is a readable image")
+    channels = data.channels or modes.most_common(1)[0][0]
+    size = tuple(data.resize[::-1]) if data.resize else agreed_size(sizes)
+    if len(sizes) > 1 and not data.resize:
+        out.note = (f"images of {len(sizes)} sizes (most common {'x'.join(map(str, sizes.most_common(1)[0][0]))}): "
+                    f"all resized to {size[0]}x{size[1]}; set data.resize to choose")
+    out.reader = ImageReader(data, channels, size, resize=data.resize is not None or len(sizes) > 1)
+    return out
 
 
-def read_header(path: Path, max_pixels: int):
+def agreed_size(sizes: Counter) -> tuple[int, int]:
+    """(W, H): the one size all images have, else the median width and height, scaled down to at most
+    LONGEST_DEFAULT_SIDE pixels on the longer side (a photo collection must not become 4000x3000 samples)."""
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    widths = np.repeat([w for w, _ in sizes], list(sizes.values()))
+    heights = np.repeat([h for _, h in sizes], list(sizes.values()))
+    width, height = float(np.median(widths)), float(np.median(heights))
+    scale = min(1.0, LONGEST_DEFAULT_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def read_headers(keys: list[str], max_pixels: int) -> list:
+    """[reason, None] or [None, [channels, [width, height]]] of each file (a Ray Data task)."""
+    return [list(read_header(key, max_pixels)) for key in keys]
+
+
+class ImageReader(Reader):
+    """Image files -> (H, W, C) uint8 of `size` (W, H) and `channels`; other sizes are resized if `resize`,
+    else quarantined."""
+
+    dtype = "uint8"
+
+    def __init__(self, data: Data, channels: int, size: tuple[int, int], resize: bool):
+        self.data, self.channels, self.size, self.resize = data, channels, tuple(size), resize
+        self.shape = (size[1], size[0], channels)
+
+    def read(self, keys: list):
+        for key in keys:
+            yield read_image(key, self.data.max_pixels, self.channels, self.size, self.resize)
+
+
+def read_image(key: str | Path, max_pixels: int, channels: int, size: tuple[int, int],
+               resize: bool) -> tuple[np.ndarray | None, str]:
+    """One file as an (H, W, C) uint8 image of `size` (W, H) and `channels`, or (None, why it is quarantined);
+    the file is opened once, its header checked before anything is decoded."""
+    with _opened(key, max_pixels) as (reason, image):
+        if reason:
+            return None, reason
+        image_channels = CHANNELS[image.mode]
+        if image_channels > channels:
+            return None, f"wrong mode: {image_channels}-channel image in a {channels}-channel dataset"
+        if image.size != tuple(size) and not resize:
+            return None, f"wrong shape: {image.size[0]}x{image.size[1]} (expected {size[0]}x{size[1]})"
+        try:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != tuple(size):
+                image = image.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).reshape(size[1], size[0], channels), ""
+        except Exception as exc:  # a hostile file trips the decoder anywhere; it is quarantined, the rest go on
+            return None, f"truncated or corrupt: {type(exc).__name__}: {clip(exc)}"
+
+
+def read_header(key: str | Path, max_pixels: int):
     """(reason, None) for a file to quarantine, else (None, (channels, (width, height)))."""
-    try:
-        with open_regular(path) as file:
-            if os.fstat(file.fileno()).st_size == 0:
-                return "empty file (0 bytes)", None
-            with Image.open(file) as image:
-                mode, size = image.mode, image.size
-    except Image.DecompressionBombError as exc:
-        return f"decompression bomb: {exc}", None
-    except UnidentifiedImageError:
-        return "not a readable image: no image format recognised", None
-    except Exception as exc:  # e.g. a short PNG header raises ValueError, a bad TIFF tag KeyError
-        return f"not a readable image: {type(exc).__name__}: {clip(exc)}", None
-    if size[0] * size[1] > max_pixels:
-        return f"decompression bomb: {size[0]}x{size[1]} pixels exceeds data.max_pixels={max_pixels}", None
-    channels = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 3}.get(mode)
-    if channels is None:
-        return f"wrong mode: {mode} (expected grey or RGB)", None
-    return None, (channels, size)
+    with _opened(key, max_pixels) as (reason, image):
+        return (reason, None) if reason else (None, (CHANNELS[image.mode], image.size))
 
 
-def decode(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
-    with open_regular(path) as file, Image.open(file) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if image.size != size:
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
-    return array.reshape(size[1], size[0], channels)
+CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 3}
 
 
-def npz_images(path: Path) -> Loaded:
-    arrays = npz_arrays(path, [["x", "y"]])
-    x, y = arrays["x"], arrays["y"]
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise SourceError(f"{path}: x has shape {x.shape}; expected (N, H, W) or (N, H, W, C)")
-    x = x if x.dtype == np.uint8 else x.astype(np.float32)
-    out = Loaded()
-    for i, (sample, label) in enumerate(zip(x, y)):
-        if np.isfinite(sample).all():
-            out.add(f"{display(path.name)}[{i}]", sample, label)
+@contextlib.contextmanager
+def _opened(key: str | Path, max_pixels: int):
+    """(None, the image with its header read) or (why the file is quarantined, None)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            file = stack.enter_context(open_source(key))
+            if file.seek(0, 2) == 0:
+                raise _Refused("empty file (0 bytes)")
+            file.seek(0)
+            image = stack.enter_context(Image.open(file))
+            if image.size[0] * image.size[1] > max_pixels:
+                raise _Refused(f"decompression bomb: {image.size[0]}x{image.size[1]} pixels exceeds "
+                               f"data.max_pixels={max_pixels}")
+            if image.mode not in CHANNELS:
+                raise _Refused(f"wrong mode: {image.mode} (expected grey or RGB)")
+        except _Refused as refused:
+            reason, image = str(refused), None
+        except Image.DecompressionBombError as exc:
+            reason, image = f"decompression bomb: {exc}", None
+        except UnidentifiedImageError:
+            reason, image = "not a readable image: no image format recognised", None
+        except Exception as exc:  # e.g. a short PNG header raises ValueError, a bad TIFF tag KeyError
+            reason, image = f"not a readable image: {type(exc).__name__}: {clip(exc)}", None
         else:
-            out.rejects.append((f"{display(path.name)}[{i}]", "non-finite values (NaN or inf)"))
+            reason = None
+        yield reason, image
+
+
+class _Refused(Exception):
+    pass
+
+
+class NpzImages(Reader):
+    """Rows of an .npz's x (or x_test) -> (H, W, C) images: uint8 kept, other numbers as float32."""
+
+    def __init__(self, source: str, shape: tuple[int, ...], dtype: str):
+        self.source, self.shape, self.dtype = source, shape, dtype
+
+    def read(self, keys: list):
+        for sample in npz_rows(self.source, keys):
+            sample = sample.reshape(self.shape).astype(self.dtype, copy=False)
+            ok = self.dtype == "uint8" or np.isfinite(sample).all()
+            yield (sample, "") if ok else (None, "non-finite values (NaN or inf)")
+
+
+def npz_images(source: str) -> Listing:
+    """x (N, H, W[, C]) and y (N,), and x_test/y_test for a test split of the source's own."""
+    name = display(Path(source).name)
+    out = Listing(Reader())
+    shapes = set()
+    for x, y, given in (("x", "y", ""), ("x_test", "y_test", "test")):
+        labels = npz_labels(source, y, x)
+        if labels is None:
+            continue
+        shape, dtype = npz_header(source, x, len(labels))
+        shapes.add(shape[1:])
+        for i, label in enumerate(labels):
+            out.add(f"{name}[{i}]" if x == "x" else f"{name}:test[{i}]", label, (x, i), given)
+        out.fingerprint += f"{x}{shape}{dtype}"
+    shape = next(iter(shapes))
+    if len(shapes) > 1 or len(shape) not in (2, 3):
+        raise SourceError(f"{source}: samples of shape {sorted(shapes)}; expected one (H, W) or (H, W, C)")
+    shape = shape if len(shape) == 3 else (*shape, 1)
+    out.reader = NpzImages(source, shape, "uint8" if dtype == np.uint8 else "float32")
+    out.fingerprint = hashlib.sha256(f"{out.fingerprint}{out.labels}{stamp(source)}".encode()).hexdigest()
     return out
 
 
-def table(path: Path, data: Data, labelled: bool) -> Loaded:
-    """A CSV (rows named by file line) or Parquet (rows named by index) table of features or image paths."""
-    header, rows = csv_rows(path) if path.suffix == ".csv" else parquet_rows(path)
-    column = {name: i for i, name in enumerate(header)}
-    if data.label_column not in column and labelled:
-        raise SourceError(f"{path}: no label column {data.label_column!r} (columns: {clip(', '.join(header))})")
+class Features(Reader):
+    """Rows of a table -> float32 samples of `shape` from the feature columns."""
 
-    def label_of(row: list) -> str | None:
-        value = row[column[data.label_column]] if data.label_column in column else ""
-        return None if value is None or (labelled and value == "") else value
+    dtype = "float32"
 
+    def __init__(self, source: str, header: list[str], features: list[str], shape: tuple[int, ...]):
+        self.source, self.features, self.shape = source, features, tuple(shape)
+        self.columns = [header.index(c) for c in features]
+
+    def read(self, keys: list):
+        rows = csv_records(self.source, keys) if self.source.endswith(".csv") else parquet_records(self.source, keys)
+        for row in rows:
+            values = [number(row[c]) for c in self.columns]
+            bad = next((c for c, v in zip(self.features, values) if v is None), None)
+            if not utf8(row):
+                yield None, "not valid UTF-8"
+            elif bad is not None:
+                yield None, f"missing or non-numeric value: column {clip(bad, 40)}"
+            else:
+                yield np.asarray(values, dtype=np.float32).reshape(self.shape), ""
+
+
+def table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> Listing:
+    """A CSV (rows named by file line) or Parquet (rows named by index) table of features or image paths;
+    its label column (and data.split_column) read here, its samples by the tasks."""
+    header = table_header(source)
+    if data.label_column not in header and labelled:
+        raise SourceError(f"{source}: no label column {data.label_column!r} (columns: {clip(', '.join(header))})")
+    for column in (data.split_column, data.image_column):
+        if column and column not in header:
+            raise SourceError(f"{source}: no column {column!r} (columns: {clip(', '.join(header))})")
     if data.image_column:
-        if data.image_column not in column:
-            raise SourceError(f"{path}: no image column {data.image_column!r}")
-        return image_table(path, data, rows, column[data.image_column], label_of)
-    features = data.feature_columns or [c for c in header if c != data.label_column]
+        return image_table(source, data, labelled, shape)
+    features = data.feature_columns or [c for c in header if c not in (data.label_column, data.split_column)]
     unknown = sorted(set(features) - set(header))
     if unknown:
-        raise SourceError(f"{path}: unknown feature column(s) {unknown}")
-    shape = data.image_shape or (1, len(features), 1)
-    if int(np.prod(shape)) != len(features):
-        raise SourceError(f"{path}: data.image_shape {shape} does not hold {len(features)} features")
-    out = Loaded()
-    for line, row in rows:
-        id_ = f"{display(path.name)}:{line}"
-        values = [number(row[column[c]]) for c in features]
-        bad = next((c for c, v in zip(features, values) if v is None), None)
-        if not utf8(row):
-            out.rejects.append((id_, "not valid UTF-8"))
-        elif bad is not None:
-            out.rejects.append((id_, f"missing or non-numeric value: column {clip(bad, 40)}"))
-        elif label_of(row) is None:
-            out.rejects.append((id_, f"missing label: column {data.label_column}"))
-        else:
-            out.add(id_, np.asarray(values, dtype=np.float32).reshape(shape), label_of(row))
+        raise SourceError(f"{source}: unknown feature column(s) {unknown}")
+    sample_shape = data.image_shape or (1, len(features), 1)
+    if int(np.prod(sample_shape)) != len(features):
+        raise SourceError(f"{source}: data.image_shape {sample_shape} does not hold {len(features)} features")
+    out = labelled_rows(source, header, data, labelled)
+    out.reader = Features(source, header, features, sample_shape)
     return out
 
 
-def image_table(path: Path, data: Data, rows: list[tuple[int, list]], image: int, label_of) -> Loaded:
-    """Images named by a table column, relative to the table's folder (never outside it unless allowed)."""
-    items, rejects = [], []
-    for line, row in rows:
-        name = row[image]
-        id_ = display(name) if isinstance(name, str) and name else f"{display(path.name)}:{line}"
-        file, reason = inside(path.parent, name, data.follow_links) if isinstance(name, str) and name else (None, "missing path")
-        if reason is None and label_of(row) is None:
-            reason = f"missing label: column {data.label_column}"
-        elif reason is None and not utf8(row):
-            reason = "not valid UTF-8"
-        if reason:
-            rejects.append((id_, reason))
+def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, extra: str | None = None) -> Listing:
+    """A table's rows as records keyed by (file line or row, byte offset): label and split read (and
+    `extra`'s value kept per row), bad labels and splits quarantined."""
+    columns = [c for c in (data.label_column, data.split_column, extra) if c in header]
+    rows = csv_scan(source, columns) if source.endswith(".csv") else parquet_scan(source, columns)
+    out = Listing(Reader())
+    fingerprint = hashlib.sha256(stamp(source).encode())
+    name = display(Path(source).name)
+    for key, row in rows:
+        named = extra and isinstance(row.get(extra), str) and row.get(extra)
+        id_ = display(row[extra]) if named else f"{name}:{key[0]}"
+        label = row.get(data.label_column, "")
+        named_split = str(row.get(data.split_column) or "").strip().lower() if data.split_column else ""
+        split = SPLIT_FOLDERS.get(named_split, "?") if named_split else ""
+        if label is None or (labelled and label == "") or not utf8([label]):
+            out.rejects.append((id_, f"missing label: column {data.label_column}" if utf8([label]) else "not valid UTF-8"))
+        elif split == "?":
+            out.rejects.append((id_, f"unknown split: {clip(str(row.get(data.split_column)), 40)!r} in column "
+                                     f"{data.split_column} (expected train, val or test)"))
         else:
-            items.append((id_, file, label_of(row)))
-    return images(items, rejects, path.parent, data)
+            out.add(id_, label, (key, row.get(extra)) if extra else key, split)
+    fingerprint.update(str(len(out.ids)).encode())
+    out.fingerprint = fingerprint.hexdigest()
+    return out
+
+
+def image_table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> Listing:
+    """Images named by a table column, relative to the table's folder (never outside it unless allowed)."""
+    rows = labelled_rows(source, table_header(source), data, labelled, data.image_column)
+    root = local_source(source)
+    out = Listing(Reader(), rejects=rows.rejects)
+    fingerprint = hashlib.sha256(rows.fingerprint.encode())  # and each image file's stamp
+    for id_, label, (_, name), given in zip(rows.ids, rows.labels, rows.keys, rows.given):
+        if not isinstance(name, str) or not name:
+            out.rejects.append((id_, "missing path"))
+            continue
+        if not utf8([name]):
+            out.rejects.append((id_, "not valid UTF-8"))
+            continue
+        if root is None:  # remote storage has no links, but a name may still climb out of the folder
+            outside = Path(name).is_absolute() or ".." in Path(name).parts
+            file, reason = f"{source.rsplit('/', 1)[0]}/{name}", f"outside the source folder: {display(name)}" if outside else None
+        else:
+            file, reason = inside(root.parent, name, data.follow_links)
+        if reason:
+            out.rejects.append((id_, reason))
+        else:
+            out.add(id_, label, str(file), given)
+            fingerprint.update(f"{id_}\0{stamp(str(file))}\0".encode())
+    out.fingerprint = fingerprint.hexdigest()
+    return image_files(out, data, shape)

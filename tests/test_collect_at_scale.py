@@ -1,0 +1,125 @@
+"""Collect as a Ray Data job: splits a source already has, sources at URIs, tables read in parts, images
+of mixed sizes, and the same dataset however it is collected."""
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from augtrain.config.spec import Data
+from augtrain.datasets.collect import ROWS_PER_PART, collect
+from augtrain.datasets.files import walk, walk_uri
+from augtrain.modalities import read_source
+from PIL import Image
+from test_collect import write_digit_folder
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def split_ids(path, split) -> list[str]:
+    return [row["id"] for f in sorted(Path(path).glob(f"part-{split}-*.parquet")) for row in pq.read_table(f).to_pylist()]
+
+
+def test_an_image_folder_laid_out_by_split_keeps_its_splits(tmp_path, digits):
+    root = tmp_path / "kaggle"
+    write_digit_folder(root / "train", digits, per_class=20)
+    write_digit_folder(root / "val", digits, per_class=4)
+    write_digit_folder(root / "test", digits, per_class=6)
+    collected = collect(Data(source=str(root)), tmp_path / "out")
+    counts = {split: sum(c.values()) for split, c in collected.manifest["counts"].items()}
+    assert counts == {"train": 60, "val": 12, "test": 18} and collected.manifest["classes"] == ["0", "1", "2"]
+    for split in ("train", "val", "test"):
+        assert {i.split("/")[0] for i in split_ids(collected.path, split)} == {split}
+
+    # train/ and test/ only: validation is drawn from train/, stratified
+    (root / "val").rename(tmp_path / "moved")
+    collected = collect(Data(source=str(root), val_size=0.25), tmp_path / "out2")
+    counts = {split: sum(c.values()) for split, c in collected.manifest["counts"].items()}
+    assert counts == {"train": 45, "val": 15, "test": 18}
+    assert {i.split("/")[0] for i in split_ids(collected.path, "val")} == {"train"}
+
+
+def test_a_table_split_column_and_an_npz_test_split_are_kept(tmp_path, digits):
+    splits = ["train", "val", "test", "", "Test", "bogus"] * 20
+    rows = [",".join(map(str, x.astype(int))) + f",{y},{s}" for x, y, s in zip(digits.data, digits.target % 2, splits)]
+    header = ",".join(f"p{i}" for i in range(64)) + ",label,part"
+    (tmp_path / "t.csv").write_text("\n".join([header, *rows]) + "\n")
+    collected = collect(Data(source=str(tmp_path / "t.csv"), split_column="part"), tmp_path / "out")
+    counts = {split: sum(c.values()) for split, c in collected.manifest["counts"].items()}
+    assert counts == {"train": 20 + 20, "val": 20, "test": 40}  # "" drawn into train (test and val are given)
+    reasons = pq.read_table(Path(collected.path) / "quarantine.parquet").column("reason").to_pylist()
+    assert reasons == ["unknown split: 'bogus' in column part (expected train, val or test)"] * 20
+    assert collected.manifest["shape"] == [1, 64, 1]
+
+    np.savez(tmp_path / "d.npz", x=digits.images[:300], y=digits.target[:300], x_test=digits.images[300:400],
+             y_test=digits.target[300:400])
+    collected = collect(Data(source=str(tmp_path / "d.npz")), tmp_path / "npz")
+    assert sum(collected.manifest["counts"]["test"].values()) == 100
+    assert all(i.startswith("d.npz:test[") for i in split_ids(collected.path, "test"))
+
+
+def test_a_source_at_a_file_uri_collects_as_its_path_does(tmp_path, digits):
+    root = write_digit_folder(tmp_path / "images", digits)
+    (root / "1" / "junk.png").write_bytes(b"not an image")
+    by_path = collect(Data(source=str(root)), tmp_path / "a")
+    by_uri = collect(Data(source=root.as_uri()), tmp_path / "b")
+    assert by_uri.manifest["hash"] == by_path.manifest["hash"] and by_uri.manifest["quarantined"] == 1
+    np.savez(tmp_path / "d.npz", x=digits.images[:200], y=digits.target[:200])
+    assert sum(sum(c.values()) for c in collect(Data(source=(tmp_path / "d.npz").as_uri()), tmp_path / "c")
+               .manifest["counts"].values()) == 200
+    # remote storage is listed through pyarrow's filesystems: the same files as the hardened local walk
+    assert [i for i, _ in walk_uri(root.as_uri()).files] == [i for i, _ in walk(root).files]
+
+
+def test_a_large_table_is_listed_small_and_decoded_in_parts(tmp_path, digits):
+    x = np.tile(digits.data, (2, 1))[:3000]  # 3000 rows: three parts of at most 1024
+    y = np.tile(digits.target, 2)[:3000]
+    header = ",".join(f"p{i}" for i in range(64)) + ",label"
+    (tmp_path / "big.csv").write_text("\n".join([header, *(",".join(map(str, r.astype(int))) + f",{t}" for r, t in zip(x, y))]) + "\n")
+    data = Data(source=str(tmp_path / "big.csv"))
+    _, listing = read_source(data)
+    # the driver holds per row a label and where the row starts (line, byte offset), never its values
+    assert listing.keys[:2] == [(2, len(header) + 1), (3, len(header) + 1 + len(",".join(map(str, x[0].astype(int)))) + 3)]
+    assert len(pickle.dumps(listing.reader)) < 2048
+    collected = collect(data, tmp_path / "out")
+    shards = sorted(Path(collected.path).glob("part-*.parquet"))
+    parts = {}
+    for shard in shards:  # part-<split>-<part>.parquet: what one task decoded
+        lines = [int(i.rsplit(":", 1)[1]) for i in pq.read_table(shard).column("id").to_pylist()]
+        parts.setdefault(shard.stem.rsplit("-", 1)[1], []).extend(lines)
+    assert len(parts) == 3
+    for lines in parts.values():
+        assert max(lines) - min(lines) < ROWS_PER_PART
+    assert sum(len(lines) for lines in parts.values()) == 3000
+
+
+def test_images_of_mixed_sizes_are_resized_to_their_median_and_said_so(tmp_path):
+    from sklearn.datasets import load_sample_image
+
+    photo = load_sample_image("china.jpg")
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        w, h = int(rng.integers(120, 400)), int(rng.integers(100, 300))
+        left, top = int(rng.integers(0, photo.shape[1] - w)), int(rng.integers(0, photo.shape[0] - h))
+        (tmp_path / "photos" / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo[top : top + h, left : left + w]).save(tmp_path / "photos" / f"c{i % 3}" / f"{i}.jpg")
+    collected = collect(Data(source=str(tmp_path / "photos")), tmp_path / "out")
+    assert collected.manifest["quarantined"] == 0
+    assert sum(sum(c.values()) for c in collected.manifest["counts"].values()) == 30
+    height, width, channels = collected.manifest["shape"]
+    assert max(height, width) <= 256 and channels == 3
+    assert collected.note.startswith("images of 30 sizes") and f"all resized to {width}x{height}" in collected.note
+
+
+def test_collecting_twice_writes_identical_shards(tmp_path, digits):
+    root = write_digit_folder(tmp_path / "images", digits, per_class=40)
+    (root / "2" / "junk.png").write_bytes(b"not an image")
+
+    def files(path):
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in Path(path).glob("*.parquet")}
+
+    first, second = collect(Data(source=str(root)), tmp_path / "a"), collect(Data(source=str(root)), tmp_path / "b")
+    assert first.manifest["hash"] == second.manifest["hash"]
+    assert files(first.path) == files(second.path) and len(files(first.path)) == 4  # 3 splits + quarantine
