@@ -19,6 +19,9 @@ def start_ray(address: str | None = None) -> None:
     """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray."""
     configure_data()
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Collect's tasks take their part of the source as a row: a Python object that Ray Data pickles,
+    # after telling that it could not make an Arrow column of it
+    logging.getLogger("ray.data._internal.tensor_extensions.arrow").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
