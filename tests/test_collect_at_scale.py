@@ -123,3 +123,30 @@ def test_collecting_twice_writes_identical_shards(tmp_path, digits):
     first, second = collect(Data(source=str(root)), tmp_path / "a"), collect(Data(source=str(root)), tmp_path / "b")
     assert first.manifest["hash"] == second.manifest["hash"]
     assert files(first.path) == files(second.path) and len(files(first.path)) == 4  # 3 splits + quarantine
+
+
+def test_a_series_file_at_a_file_uri_collects(tmp_path):
+    from augtrain.modalities.sequence.ucr import find_dataset
+
+    train, _ = find_dataset("GunPoint", None)
+    by_uri = collect(Data(source=train.as_uri()), tmp_path / "uri")
+    assert by_uri.manifest["kind"] == "sequence" and sum(by_uri.manifest["counts"]["train"].values()) > 0
+    assert by_uri.manifest["hash"] == collect(Data(source=str(train)), tmp_path / "path").manifest["hash"]
+
+
+def test_an_npz_header_claiming_huge_samples_is_one_error(tmp_path):
+    import io
+    import zipfile
+
+    from augtrain.datasets.sources import SourceError
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2, 100_000, 100_000)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 64)
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([0, 1]))
+        archive.writestr("y.npy", buffer.getvalue())
+    with pytest.raises(SourceError, match=r"huge.npz: x holds samples of shape \(100000, 100000\), over 256 MiB each"):
+        collect(Data(source=str(tmp_path / "huge.npz")), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

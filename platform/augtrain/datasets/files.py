@@ -138,9 +138,9 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def read_bytes(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes, else OSError."""
-    with open_regular(path) as file:
+def read_bytes(path: Path | str, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of a regular file (or a file at a URI) of at most `limit` bytes, else OSError."""
+    with open_source(path) as file:
         data = file.read(limit + 1)
     if len(data) > limit:
         raise OSError(f"{display(path)}: larger than {limit} bytes")

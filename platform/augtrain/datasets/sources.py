@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.datasets.files import open_regular, open_source
+from augtrain.datasets.files import open_source
 
+MAX_SAMPLE_BYTES = 256 << 20  # one sample's decoded bytes: a header may claim any shape
 PICKLED = (
     "holds pickled Python objects (an object array), and augtrain never unpickles a data file: store "
     "variable-length series NaN-padded in x, or flat as values + lengths (see the README)"
@@ -269,10 +270,10 @@ def number(value) -> float | None:
     return number if np.isfinite(number) else None
 
 
-def npz_arrays(path: Path, layouts: list[list[str]]) -> dict[str, np.ndarray]:
+def npz_arrays(path: Path | str, layouts: list[list[str]]) -> dict[str, np.ndarray]:
     """The arrays of the first of `layouts` (lists of names, `y` last) that an .npz holds, never unpickled."""
     try:
-        with open_regular(path) as file:
+        with open_source(path) as file:
             archive = np.load(file, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise SourceError(f"{path}: a single .npy array, not an .npz archive of named arrays")
@@ -340,7 +341,7 @@ def npz_labels(source: str, name: str, samples: str) -> list | None:
             labels = np.lib.format.read_array(archive.open(f"{name}.npy"), allow_pickle=False)
     except SourceError:
         raise
-    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
         raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
     if labels.ndim != 1:
         raise SourceError(f"{source}: {name} has shape {labels.shape}; expected one label per sample")
@@ -361,6 +362,8 @@ def npz_header(source: str, name: str, count: int) -> tuple[tuple[int, ...], np.
         raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
     if not shape or dtype.kind not in "biuf":
         raise SourceError(f"{source}: {name} has dtype {dtype} and shape {shape}; expected numbers per sample")
+    if int(np.prod(shape[1:], dtype=np.float64)) * dtype.itemsize > MAX_SAMPLE_BYTES:
+        raise SourceError(f"{source}: {name} holds samples of shape {shape[1:]}, over {MAX_SAMPLE_BYTES >> 20} MiB each")
     if shape[0] != count:
         raise SourceError(f"{source}: {name} has {shape[0]} samples but its labels {count}")
     return tuple(shape), dtype

@@ -20,8 +20,8 @@ def load(data: Data, labelled: bool = True) -> Loaded:
     """Read `data.source`: `ucr:NAME`, a .ts/.tsv file, or an .npz (labels are optional in .ts inputs)."""
     if data.source.startswith("ucr:"):
         return ucr(data.source.removeprefix("ucr:"), data.archive)
-    path = Path(data.source)
-    return npz_sequences(path) if path.suffix == ".npz" else series_files([path])
+    source = data.source  # a path or a URI
+    return npz_sequences(source) if Path(source).suffix == ".npz" else series_files([source])
 
 
 def ucr(name: str, archive: str | None) -> Loaded:
@@ -33,7 +33,7 @@ def ucr(name: str, archive: str | None) -> Loaded:
     return series_files(list(files), test=files[1])
 
 
-def series_files(files: list[Path], test: Path | None = None) -> Loaded:
+def series_files(files: list[Path | str], test: Path | None = None) -> Loaded:
     """The series of `.ts`/`.tsv` files (bad data lines quarantined); those of `test` keep to the test split."""
     try:
         series = [read_series(f) for f in files]
@@ -41,15 +41,16 @@ def series_files(files: list[Path], test: Path | None = None) -> Loaded:
         raise SourceError(str(exc)) from None
     ids, values, labels, in_test, rejects = [], [], [], [], []
     for path, part in zip(files, series):
-        ids += [f"{display(path.name)}:{line}" for line in part.lines]
+        name = display(Path(path).name)
+        ids += [f"{name}:{line}" for line in part.lines]
         values += part.values
         labels += part.labels
         in_test += [path == test] * len(part.values)
-        rejects += [(f"{display(path.name)}:{line}", reason) for line, reason in part.rejects]
+        rejects += [(f"{name}:{line}", reason) for line, reason in part.rejects]
     return sequences(ids, values, labels, in_test, rejects)
 
 
-def npz_sequences(path: Path) -> Loaded:
+def npz_sequences(path: str) -> Loaded:
     """`x` as (N, T) or (N, T, C), NaN-padded at the end; or variable-length series stored flat, `values`
     as (sum of T_i,) or (sum of T_i, C) with their `lengths` (N,)."""
     arrays = npz_arrays(path, [["values", "lengths", "y"], ["x", "y"]])
@@ -65,7 +66,7 @@ def npz_sequences(path: Path) -> Loaded:
         one = one[:, None] if one.ndim == 1 else one
         steps = np.flatnonzero(~np.isnan(one).all(1))
         values.append(one[: steps[-1] + 1] if len(steps) else one[:0])
-    ids = [f"{display(path.name)}[{i}]" for i in range(len(values))]
+    ids = [f"{display(Path(path).name)}[{i}]" for i in range(len(values))]
     return sequences(ids, values, list(arrays["y"]), [False] * len(values))
 
 

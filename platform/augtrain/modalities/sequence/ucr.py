@@ -66,7 +66,7 @@ def find_dataset(name: str, archive: str | Path | None) -> tuple[Path, Path]:
     raise ArchiveError(f"ucr:{name}: no {name}_TRAIN/_TEST .ts or .tsv files in {where}")
 
 
-def read_series(path: Path) -> Series:
+def read_series(path: Path | str) -> Series:
     """Read a `.ts` or `.tsv` archive file; a bad data line is quarantined, a bad header fails the file."""
     try:
         lines = _lines(read_bytes(path))
@@ -74,7 +74,7 @@ def read_series(path: Path) -> Series:
         raise ArchiveError(f"{path}: {exc.strerror or exc}") from None
     if not any(row.strip() for row in lines if isinstance(row, str)):
         raise ArchiveError(f"{path}: empty file")
-    return _read_ts(path, lines) if path.suffix == ".ts" else _read_tsv(lines)
+    return _read_ts(path, lines) if Path(path).suffix == ".ts" else _read_tsv(lines)
 
 
 def _lines(data: bytes) -> list[str | UnicodeDecodeError]:
@@ -135,7 +135,7 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def _header(path: Path, lines: list) -> tuple[dict, int]:
+def _header(path: Path | str, lines: list) -> tuple[dict, int]:
     """The @tags up to @data as {tag: value}, and the index of the first data line."""
     header: dict = {}
     for i, row in enumerate(lines):
@@ -171,7 +171,7 @@ def _header(path: Path, lines: list) -> tuple[dict, int]:
     raise ArchiveError(f"{path}: no @data line (the header never ends)")
 
 
-def _read_ts(path: Path, lines: list) -> Series:
+def _read_ts(path: Path | str, lines: list) -> Series:
     header, first = _header(path, lines)
     if header.get("timestamps"):
         raise ArchiveError(f"{path}: @timeStamps true is not supported")
