@@ -60,7 +60,7 @@ class Collected:
 
 @dataclass(frozen=True)
 class Part:
-    """Records `first`.. of a listing, to decode and write in one task; carries its own keys only."""
+    """Consecutive records of a listing, decoded and written by one task: it carries its own keys only."""
 
     index: int
     reader: Reader
@@ -84,7 +84,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
     if existing is None and (file_names(out) or subfolders(out)):
         raise SourceError(f"{out}: exists and is not a collected dataset; choose another output folder")
     previous = parse_manifest(existing, join(out, "manifest.json")) if existing is not None else None
-    kind, listing = read_source(data)
+    owner, listing = read_source(data)
     if not listing.ids:
         raise SourceError(f"{data.source}: no usable samples ({len(listing.rejects)} quarantined)")
     if listing.reader.sample_bytes == 0:
@@ -94,7 +94,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
         raise SourceError(f"{data.source}: a single class ({classes[0]!r}); classification needs at least 2")
     settings = data.model_dump(mode="json", exclude={"path", "normalize"})
     fingerprint = hashlib.sha256(
-        json.dumps([FORMAT, kind.kind, settings, listing.fingerprint, listing.rejects]).encode()).hexdigest()
+        json.dumps([FORMAT, owner.kind, settings, listing.fingerprint, listing.rejects]).encode()).hexdigest()
     if previous and previous.get("fingerprint") == fingerprint:
         return Collected(out, previous, skipped=True, note=listing.note)
     splits = assign_splits(listing.labels, listing.given, data)
@@ -116,7 +116,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
             "source": data.source,
             "collect": settings,
             "schema": {"id": "string", "x": "binary (sample bytes, C order)", "y": "int64 (index into classes)"},
-            "kind": kind.kind,
+            "kind": owner.kind,
             "shape": list(listing.reader.shape),
             "dtype": listing.reader.dtype,
             **listing.reader.fields,
