@@ -7,6 +7,7 @@ whole is one SourceError naming the file and, where there is one, the line. Noth
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import zipfile
@@ -316,33 +317,32 @@ def _npz_member(archive: zipfile.ZipFile, source: str, name: str):
     return member, shape, dtype
 
 
+@contextlib.contextmanager
 def _npz(source: str):
+    """An .npz opened as a zip archive; whatever fails while it is read is one SourceError naming it."""
     try:
-        file = open_source(source)
-        if file.read(6) == b"\x93NUMPY":
-            file.close()
-            raise SourceError(f"{source}: a single .npy array, not an .npz archive of named arrays")
-        file.seek(0)
-        return zipfile.ZipFile(file)
-    except (OSError, zipfile.BadZipFile) as exc:
+        with open_source(source) as file:
+            if file.read(6) == b"\x93NUMPY":
+                raise SourceError(f"{source}: a single .npy array, not an .npz archive of named arrays")
+            file.seek(0)
+            with zipfile.ZipFile(file) as archive:
+                yield archive
+    except SourceError:
+        raise
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
         raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
 
 
 def npz_labels(source: str, name: str, samples: str) -> list | None:
     """The labels array `name` of an .npz, of the samples array `samples`: None if the archive has neither."""
-    try:
-        with _npz(source) as archive:
-            missing = [n for n in (samples, name) if f"{n}.npy" not in archive.namelist()]
-            if len(missing) == 2 and samples != "x":
-                return None
-            if missing:
-                raise SourceError(f"{source}: missing array(s) {missing} (expected x+y, and optionally x_test+y_test)")
-            _npz_member(archive, source, name)[0].close()  # refuses an object array by its header
-            labels = np.lib.format.read_array(archive.open(f"{name}.npy"), allow_pickle=False)
-    except SourceError:
-        raise
-    except (ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
-        raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
+    with _npz(source) as archive:
+        missing = [n for n in (samples, name) if f"{n}.npy" not in archive.namelist()]
+        if len(missing) == 2 and samples != "x":
+            return None
+        if missing:
+            raise SourceError(f"{source}: missing array(s) {missing} (expected x+y, and optionally x_test+y_test)")
+        _npz_member(archive, source, name)[0].close()  # refuses an object array by its header
+        labels = np.lib.format.read_array(archive.open(f"{name}.npy"), allow_pickle=False)
     if labels.ndim != 1:
         raise SourceError(f"{source}: {name} has shape {labels.shape}; expected one label per sample")
     return labels.tolist()
@@ -350,16 +350,11 @@ def npz_labels(source: str, name: str, samples: str) -> list | None:
 
 def npz_header(source: str, name: str, count: int) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of the samples array `name`, which must hold `count` numeric samples."""
-    try:
-        with _npz(source) as archive:
-            if f"{name}.npy" not in archive.namelist():
-                raise SourceError(f"{source}: missing array(s) {[name]}")
-            member, shape, dtype = _npz_member(archive, source, name)
-            member.close()
-    except SourceError:
-        raise
-    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
+    with _npz(source) as archive:
+        if f"{name}.npy" not in archive.namelist():
+            raise SourceError(f"{source}: missing array(s) {[name]}")
+        member, shape, dtype = _npz_member(archive, source, name)
+        member.close()
     if not shape or dtype.kind not in "biuf":
         raise SourceError(f"{source}: {name} has dtype {dtype} and shape {shape}; expected numbers per sample")
     if int(np.prod(shape[1:], dtype=np.float64)) * dtype.itemsize > MAX_SAMPLE_BYTES:

@@ -249,7 +249,7 @@ def npz_images(source: str) -> Listing:
         raise SourceError(f"{source}: samples of shape {sorted(shapes)}; expected one (H, W) or (H, W, C)")
     shape = shape if len(shape) == 3 else (*shape, 1)
     out.reader = NpzImages(source, shape, "uint8" if dtype == np.uint8 else "float32")
-    out.fingerprint = hashlib.sha256(f"{out.fingerprint}{out.labels}{stamp(source)}".encode()).hexdigest()
+    out.fingerprint = hashlib.sha256(f"{out.fingerprint}{stamp(source)}".encode()).hexdigest()  # shapes, file
     return out
 
 
@@ -303,8 +303,7 @@ def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, ex
     `extra`'s value kept per row), bad labels and splits quarantined."""
     columns = [c for c in (data.label_column, data.split_column, extra) if c in header]
     rows = csv_scan(source, columns) if source.endswith(".csv") else parquet_scan(source, columns)
-    out = Listing(Reader())
-    fingerprint = hashlib.sha256(stamp(source).encode())
+    out = Listing(Reader(), fingerprint=hashlib.sha256(stamp(source).encode()).hexdigest())  # the table's file
     name = display(Path(source).name)
     for key, row in rows:
         named = extra and isinstance(row.get(extra), str) and row.get(extra)
@@ -319,8 +318,6 @@ def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, ex
                                      f"{data.split_column} (expected train, val or test)"))
         else:
             out.add(id_, label, (key, row.get(extra)) if extra else key, split)
-    fingerprint.update(str(len(out.ids)).encode())
-    out.fingerprint = fingerprint.hexdigest()
     return out
 
 
