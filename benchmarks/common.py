@@ -24,9 +24,9 @@ def machine() -> str:
     )
 
 
-def record(name: str, result: str, goal: str, passed: bool) -> None:
-    """Print the BENCH line and append a row to RESULTS.md."""
-    verdict = "PASS" if passed else "FAIL"
+def record(name: str, result: str, goal: str, passed: bool | None) -> None:
+    """Print the BENCH line and append a row to RESULTS.md; `passed=None` is a figure without a goal (INFO)."""
+    verdict = "INFO" if passed is None else "PASS" if passed else "FAIL"
     print(f"BENCH {name} {result} goal={goal} {verdict}", flush=True)
     if not RESULTS.exists() or "| date |" not in RESULTS.read_text():
         RESULTS.write_text("# Benchmark results\n\nRows are appended by `make bench` (newest last).\n\n" + HEADER)

@@ -49,7 +49,7 @@ def main() -> None:
         scores = accuracies(name, job_file, overrides, seeds, work)
         mean = statistics.mean(scores)
         result = f"mean={mean:.4f} seeds=[{', '.join(f'{s:.4f}' for s in scores)}]"
-        record(name, result, f">={goal}" if goal else "report", goal is None or mean >= goal)
+        record(name, result, f">={goal}" if goal else "none", None if goal is None else mean >= goal)
 
 
 if __name__ == "__main__":

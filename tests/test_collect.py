@@ -146,7 +146,7 @@ def test_csv_feature_columns_and_image_paths(tmp_path, digits):
     files = sorted((tmp_path / "img").rglob("*.png"))
     table = "path,label\n" + "".join(f"{f.relative_to(tmp_path)},{f.parent.name}\n" for f in files) + "img/nope.png,1\n"
     (tmp_path / "index.csv").write_text(table)
-    by_path = collect(Data(source=str(tmp_path / "index.csv"), image_column="path"), tmp_path / "paths")
+    by_path = collect(Data(source=str(tmp_path / "index.csv"), path_column="path"), tmp_path / "paths")
     assert by_path.manifest["quarantined"] == 1
     assert Counter(by_path.manifest["classes"]) == Counter(["0", "1", "2"])
 

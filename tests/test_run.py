@@ -19,7 +19,10 @@ from typer.testing import CliRunner
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 # Sweeps run last in the session (tests/test_tune.py): after a sweep, a later Ray Train run on the
 # same Ray was seen to starve for data (see the closing note of issue 4).
-RUN_JOBS = [job for job in JOBS if job.read_text().startswith("# augtrain run ")]
+# A job on data a fresh clone lacks (jobs/fsdd_*.yaml: the Free Spoken Digit Dataset, prepared by
+# benchmarks/fsdd.py) is validated by tests/test_spec.py; tests/test_audio.py runs audio on generated data.
+RUN_JOBS = [job for job in JOBS if job.read_text().startswith("# augtrain run ")
+            and not load_job(job).data.source.startswith("data/")]
 
 
 @pytest.mark.parametrize("job", RUN_JOBS, ids=lambda p: p.name)

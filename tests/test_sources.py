@@ -92,14 +92,14 @@ def test_a_table_never_reaches_outside_its_folder(tmp_path, digits):
     rows = [f"{f.relative_to(tmp_path / 'img')},{f.parent.name}" for f in files]
     rows += [f"{outside},0", "../secret.png,1", "link.png,2", "0,1"]
     (tmp_path / "img" / "index.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
-    collected = collect(Data(source=str(tmp_path / "img" / "index.csv"), image_column="path"), tmp_path / "out")
+    collected = collect(Data(source=str(tmp_path / "img" / "index.csv"), path_column="path"), tmp_path / "out")
     found = reasons(collected)
     assert found[str(outside)] == f"outside the source folder: absolute path {outside}"
     assert found["../secret.png"].startswith("outside the source folder: ../secret.png")
     assert found["link.png"].startswith("outside the source folder: link.png")
     assert found["0"] == "not a regular file: folder"
     assert sum(sum(c.values()) for c in collected.manifest["counts"].values()) == 36
-    allowed = collect(Data(source=str(tmp_path / "img" / "index.csv"), image_column="path", follow_links=True),
+    allowed = collect(Data(source=str(tmp_path / "img" / "index.csv"), path_column="path", follow_links=True),
                       tmp_path / "allowed")
     assert sum(sum(c.values()) for c in allowed.manifest["counts"].values()) == 38
 
@@ -215,7 +215,7 @@ def test_samples_without_values_and_names_that_are_not_utf8_are_refused_or_quara
     files = sorted((tmp_path / "img").rglob("*.png"))
     rows = b"".join(f"{f.relative_to(tmp_path / 'img')},{f.parent.name}\n".encode() for f in files)
     (tmp_path / "img" / "index.csv").write_bytes(b"path,label\n" + rows + b"0/0.png,caf\xe9\n")
-    collected = collect(Data(source=str(tmp_path / "img" / "index.csv"), image_column="path"), tmp_path / "o2")
+    collected = collect(Data(source=str(tmp_path / "img" / "index.csv"), path_column="path"), tmp_path / "o2")
     assert reasons(collected) == {"0/0.png": "not valid UTF-8"}
     odd = tmp_path / os.fsdecode(b"caf\xe9.npz")
     np.savez(odd, x=digits.images[:40], y=digits.target[:40] % 2)

@@ -41,9 +41,10 @@ def _summary(collected) -> None:
     manifest = collected.manifest
     counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
     verb = "already collected" if collected.skipped else "collected"
-    shape = modality(manifest["kind"]).describe(manifest)
+    kind = modality(manifest["kind"])
+    shape = kind.describe(manifest)
     console.print(
-        f"{verb} {collected.path}: {manifest['kind']}s, {len(manifest['classes'])} classes, {shape} "
+        f"{verb} {collected.path}: {kind.samples_name}, {len(manifest['classes'])} classes, {shape} "
         f"{manifest['dtype']}, train {counts['train']} / val {counts['val']} / test {counts['test']}, "
         f"quarantined {manifest['quarantined']}, hash {manifest['hash'][:12]}"
     )
@@ -65,7 +66,7 @@ def collect(
     test_size: float = 0.2,
     val_size: float = 0.1,
     label_column: str = "label",
-    image_column: Optional[str] = None,
+    path_column: Optional[str] = None,
     split_column: Annotated[Optional[str], typer.Option(help="a table's column naming each row's split")] = None,
     resize: Annotated[Optional[tuple[int, int]], typer.Option(help="H W every image is resized to")] = None,
     channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB); default: what most images have")] = None,
@@ -88,7 +89,7 @@ def collect(
                 test_size=test_size,
                 val_size=val_size,
                 label_column=label_column,
-                image_column=image_column,
+                path_column=path_column,
                 split_column=split_column,
                 resize=resize,
                 channels=channels,

@@ -1,7 +1,8 @@
 """Bundle: a run's self-contained model at RUN_DIR/model/, loaded without unpickling anything.
 
 Files: model.safetensors (weights), spec.yaml (the resolved job), normalization.json, classes.json,
-input.json (sample shape and dtype, dataset hash), metrics.json, and manifest.json with each file's
+input.json (sample shape and dtype, dataset hash, the settings a modality binds: audio's sample rate and
+spectrogram), metrics.json, and manifest.json with each file's
 SHA-256. A bundle may come from anyone, so loading trusts nothing in it:
 - the manifest must list exactly these files; each is read once, checked against its hash, and only
   the checked bytes are parsed (no value comes from an unhashed field);
@@ -61,7 +62,8 @@ def export_bundle(run_dir: Path, job: Job, dataset: dict, stats: dict, weights: 
     (out / "spec.yaml").write_text(dump_job(job))
     (out / "normalization.json").write_text(json.dumps({k: v for k, v in stats.items() if k != "hash"}))
     (out / "classes.json").write_text(json.dumps(dataset["classes"]))
-    layout = {"shape": dataset["shape"], "dtype": dataset["dtype"], "dataset_hash": dataset["hash"]}
+    layout = {"shape": dataset["shape"], "dtype": dataset["dtype"], "dataset_hash": dataset["hash"],
+              **for_model(job.model.name).binding(dataset)}  # e.g. an audio model's sample rate and spectrogram
     (out / "input.json").write_text(json.dumps(layout))
     (out / "metrics.json").write_text(json.dumps({"test": metrics["test"]}, indent=2))
     manifest = {"format": FORMAT, "files": {name: _sha256(out / name) for name in FILES}}
@@ -99,7 +101,10 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     )
     if problem:
         raise BundleError(f"{folder}: {problem}")
-    modality = modality or for_model(job.model.name)
+    try:
+        modality = (modality or for_model(job.model.name)).bind(layout)
+    except ValueError as exc:
+        raise BundleError(f"{folder}: input.json: {clip(exc)}") from None
     model = _model(folder, job, modality, layout["shape"], len(classes), blobs[WEIGHTS])
     problem = stats_problem(stats, layout["shape"][-1])  # the last axis is the channels, once the model fits
     if problem:

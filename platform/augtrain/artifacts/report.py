@@ -24,7 +24,7 @@ from augtrain.datasets.format import SPLITS, decode_samples, read_manifest, spli
 from augtrain.datasets.sources import SourceError  # noqa: E402
 from augtrain.datasets.storage import open_input  # noqa: E402
 from augtrain.evaluation.metrics import plot_confusion  # noqa: E402
-from augtrain.modalities import Modality, modality  # noqa: E402
+from augtrain.modalities import Modality, for_manifest  # noqa: E402
 
 SAMPLES_PER_CLASS = 4
 NUMERIC = re.compile(r"-?\d+(\.\d*)?([eE][-+]?\d+)?")
@@ -131,7 +131,7 @@ def data_card(run_dir: Path, dataset: str, spec: dict) -> dict:
     counts = [[manifest["counts"][split].get(name, 0) for split in SPLITS] for name in classes]
     most = [max(column) or 1 for column in zip(*counts)]
     samples, labels = first_samples(dataset, manifest)
-    drawn = modality(manifest["kind"])
+    drawn = for_manifest(manifest)
     stats = json.loads((run_dir / "normalization.json").read_text())
     samples, augmented, before = drawn.report_pair(samples, stats, spec["augment"], spec["data"]["seed"])
     return {

@@ -106,19 +106,41 @@ def ucr_name(source: str) -> str:
     return source
 
 
+class Spectrogram(Section):
+    """How an audio model sees a recording: a log-mel spectrogram (or its MFCCs), computed by the data workers."""
+
+    features: Literal["logmel", "mfcc"] = "logmel"
+    n_mels: int = Field(64, ge=1, le=512)
+    n_mfcc: int = Field(20, ge=1, le=128, description="MFCCs kept of the log-mel bands (features: mfcc)")
+    n_fft: int = Field(512, ge=16, le=16384, description="window of each frame, in samples")
+    hop_length: int = Field(160, ge=1, le=16384, description="samples between frames")
+    f_min: float = Field(0.0, ge=0)
+    f_max: float | None = Field(None, gt=0, description="default: half the sample rate")
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> Spectrogram:
+        if self.f_max is not None and self.f_max <= self.f_min:
+            raise ValueError(f"f_max ({self.f_max}) must be above f_min ({self.f_min})")
+        if self.features == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
+        return self
+
+
 class Data(Section):
-    source: str = Field(description="sklearn-digits, ucr:NAME, an image folder, an .npz, or a .csv/.parquet table")
+    source: str = Field(description="sklearn-digits, ucr:NAME, a folder of images or recordings, an .npz, or a "
+                        ".csv/.parquet table")
     path: str | None = Field(
         None, description="collected dataset dir or URI (s3://, gs://, ...: see run.storage_path); default data/<source name>"
     )
     kind: str | None = Field(None, description="the modality that reads the source where several could (an .npz: "
-                             "image or sequence, which reads x as (N, T[, C]))")
+                             "image or sequence, which reads x as (N, T[, C]); a table of files: image or audio)")
     archive: str | None = Field(None, description="UCR/UEA archive folder for ucr:NAME; default aeon's copy")
     normalize: Literal["channel", "series"] = Field(
         "channel", description="channel: train-split mean/std per channel; series: z-normalize each sequence"
     )
     label_column: str = "label"
-    image_column: str | None = None
+    path_column: str | None = Field(None, description="a table's column naming each record's file (an image, a "
+                                    "recording), relative to the table's folder")
     split_column: str | None = Field(None, description="a table's column that gives each row's split (train, val or "
                                      "test; empty: drawn like the rest)")
     feature_columns: list[str] | None = None
@@ -127,6 +149,12 @@ class Data(Section):
                                            "images share, else their median size (at most 256 on the longer side)")
     channels: Literal[1, 3] | None = None
     max_pixels: int = Field(40_000_000, gt=0, description="larger images are quarantined as decompression bombs")
+    sample_rate: int = Field(16000, ge=1000, le=192000, description="recordings are resampled to this many Hz")
+    duration: float | None = Field(None, gt=0, le=600, description="seconds every recording is cut or padded to "
+                                   "(its loudest stretch kept; silence added on both sides); default: 95 % of "
+                                   "the recordings are no longer")
+    max_duration: float = Field(600.0, gt=0, description="longer recordings are quarantined")
+    spectrogram: Spectrogram = Spectrogram()
     follow_links: bool = Field(
         False, description="follow symlinks (and table paths) that lead outside the source folder; off: quarantined"
     )
@@ -304,9 +332,9 @@ class Job(Section):
         takes = for_model(self.model.name)
         for i, transform in enumerate(self.augment):
             if for_transform(transform.name) != takes:
-                kind = for_transform(transform.name).kind
+                kind = for_transform(transform.name).samples_name
                 raise ValueError(
-                    f"augment.{i}: {transform.name} is for {kind}s but model {self.model.name!r} takes {takes.kind}s"
+                    f"augment.{i}: {transform.name} is for {kind} but model {self.model.name!r} takes {takes.samples_name}"
                 )
         return self
 

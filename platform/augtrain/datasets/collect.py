@@ -49,6 +49,7 @@ from augtrain.modalities import read_source
 BYTES_PER_SHARD = 16 * 2**20
 ROWS_PER_PART = 1024
 TASKS_PER_CPU = 4
+SHUFFLE_PARTS = 16  # records of a table or .npz are shuffled within this many parts (see _parts)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
     fresh = _staging(out)
     try:
         check_shared(fresh)
-        results = _decode_and_write(listing, splits, classes, fresh)
+        results = _decode_and_write(listing, splits, classes, fresh, data.seed)
         digest = _content_hash(listing.reader, classes, listing.rejects, results)
         if previous and previous["hash"] == digest:
             remove(fresh)
@@ -188,23 +189,33 @@ def _staging(out: str) -> str:
     return str(staging)
 
 
-def _parts(listing: Listing, splits: np.ndarray, classes: list[str]) -> list[Part]:
+def _parts(listing: Listing, splits: np.ndarray, classes: list[str], seed: int) -> list[Part]:
+    """The records cut into parts in a seeded random order, so that every shard mixes the classes (a
+    folder lists them one class after another, and the trainer shuffles only within chunks of batches).
+    A reader of one file per record (`Reader.random_access`) reads any order cheaply: the whole source is
+    shuffled. One that reads spans of a file (table rows, .npz rows) gets its records ascending within a
+    part and shuffled within SHUFFLE_PARTS parts, so a task reads at most that many parts' span."""
     index = {name: i for i, name in enumerate(classes)}
     rows = max(1, min(ROWS_PER_PART, BYTES_PER_SHARD // listing.reader.sample_bytes))
-    return [
-        Part(n, listing.reader, listing.keys[start : start + rows], listing.ids[start : start + rows],
-             list(splits[start : start + rows]), [index[label] for label in listing.labels[start : start + rows]])
-        for n, start in enumerate(range(0, len(listing.ids), rows))
-    ]
+    total, rng = len(listing.ids), np.random.default_rng(seed)
+    window = total if listing.reader.random_access else rows * SHUFFLE_PARTS
+    order = [start + rng.permutation(min(window, total - start)) for start in range(0, total, window)]
+    order = np.concatenate(order) if order else np.arange(0)
+    parts = []
+    for n, start in enumerate(range(0, total, rows)):
+        chosen = order[start : start + rows] if listing.reader.random_access else np.sort(order[start : start + rows])
+        parts.append(Part(n, listing.reader, [listing.keys[i] for i in chosen], [listing.ids[i] for i in chosen],
+                          [splits[i] for i in chosen], [index[listing.labels[i]] for i in chosen]))
+    return parts
 
 
-def _decode_and_write(listing: Listing, splits: np.ndarray, classes: list[str], out: str) -> list[dict]:
+def _decode_and_write(listing: Listing, splits: np.ndarray, classes: list[str], out: str, seed: int) -> list[dict]:
     """The parts decoded and written by Ray Data tasks on any node, about four tasks per CPU of the cluster
     (a task per part cost the driver 17 ms of scheduling each, 10 % of a CPU); their results, in order.
     What is written depends on the parts only, never on how many tasks ran them."""
     import ray
 
-    parts = _parts(listing, splits, classes)
+    parts = _parts(listing, splits, classes, seed)
     per_task = math.ceil(len(parts) / (TASKS_PER_CPU * max(1, int(ray.cluster_resources().get("CPU", 1)))))
     return map_chunks(write_parts, parts, per_task, out=out)
 
@@ -246,8 +257,9 @@ def write_part(part: Part, out: str) -> dict:
 
 def _content_hash(reader: Reader, classes: list[str], rejects: list[tuple[str, str]], results: list[dict]) -> str:
     """Of every part's samples, labels, splits and rejects (their digests, in order) and of the rejects
-    found while listing: a new bad record is a new version; how many tasks or nodes ran is not."""
-    digest = hashlib.sha256(json.dumps([FORMAT, classes, reader.dtype, list(reader.shape)]).encode())
+    found while listing, and of the reader's manifest fields (an audio dataset's spectrogram settings): a new
+    bad record is a new version; how many tasks or nodes ran is not."""
+    digest = hashlib.sha256(json.dumps([FORMAT, classes, reader.dtype, list(reader.shape), reader.fields]).encode())
     for result in results:
         digest.update(result["digest"].encode())
     digest.update(json.dumps(rejects).encode())

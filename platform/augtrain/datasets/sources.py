@@ -60,6 +60,7 @@ class Reader:
     shape: tuple[int, ...] = ()
     dtype: str = "float32"
     fields: dict = {}  # extra manifest fields that describe the samples
+    random_access = False  # whether records read as cheaply in any order (a file each) as in the source's
 
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
         """(sample, "") or (None, the reason it is quarantined) for each key, in order."""
@@ -99,6 +100,8 @@ class Listing:
 
 class Held(Reader):
     """The reader of a source loaded whole in the driver (Loaded): a key is the sample itself."""
+
+    random_access = True
 
     def __init__(self, shape: tuple[int, ...], dtype: str, fields: dict):
         self.shape, self.dtype, self.fields = shape, dtype, fields

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from augtrain.datasets.format import decode_samples, split_files
-from augtrain.datasets.normalize import to_unit
 from augtrain.datasets.storage import join, read_text, write_text
+from augtrain.modalities import Modality, for_manifest
 
 
-def _partial_sums(batch: dict, manifest: dict) -> dict:
-    samples = to_unit(decode_samples(batch["x"], manifest)).astype(np.float64)
+def _partial_sums(batch: dict, manifest: dict, reader: Modality) -> dict:
+    samples = reader.stat_values(decode_samples(batch["x"], manifest)).astype(np.float64)
     values = samples.reshape(-1, samples.shape[-1])  # NaN is sequence padding
     return {"n": [(~np.isnan(values)).sum(0)], "sum": [np.nansum(values, 0)], "sumsq": [np.nansum(values**2, 0)]}
 
@@ -32,7 +32,7 @@ def channel_stats(dataset_dir: str | Path, manifest: dict) -> dict:
 
     parts = (
         ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])
-        .map_batches(_partial_sums, fn_kwargs={"manifest": manifest}, batch_format="numpy")
+        .map_batches(_partial_sums, fn_kwargs={"manifest": manifest, "reader": for_manifest(manifest)}, batch_format="numpy")
         .take_all()
     )
     n = sum(p["n"] for p in parts)

@@ -15,7 +15,7 @@ import ray
 
 from augtrain.config.spec import Job
 from augtrain.datasets.format import decode_samples, read_columns, split_files
-from augtrain.modalities import Modality, modality
+from augtrain.modalities import Modality, for_manifest
 from augtrain.training.plan import Plan
 
 POOL = ("train", "val")  # what k-fold cross-validation splits into folds; test stays untouched
@@ -33,7 +33,7 @@ def _augmenter(reader: Modality, transforms_json: str) -> Callable[[np.ndarray],
 
 
 def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict, reader: Modality) -> dict:
-    """Decode and augment a train batch (shipped as the modality ships it: see Modality.to_ship).
+    """Decode and augment a train batch (shipped as the modality ships it: see Modality.ship).
 
     Ray Data starts a new actor pool for every pass over a dataset, so an actor per data worker
     would pay a process start and the albumentations import every epoch (4 s against 0.2 s of
@@ -41,8 +41,8 @@ def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict, read
     builds the Compose once for the whole run. It draws fresh entropy and keeps its state, so
     every epoch sees new augmentations; seeded pipelines are `Modality.augmenter(seed=...)`.
     """
-    samples = reader.to_ship(decode_samples(batch["x"], manifest), stats)
-    return {"x": _augmenter(reader, transforms_json)(samples), "y": batch["y"]}
+    augmenter = _augmenter(reader, transforms_json)
+    return {"x": reader.ship(decode_samples(batch["x"], manifest), stats, augmenter), "y": batch["y"]}
 
 
 def configure_data(progress_bars: bool = True) -> None:
@@ -61,7 +61,7 @@ def configure_data(progress_bars: bool = True) -> None:
 
 def prepare(batch: dict, manifest: dict, stats: dict, reader: Modality) -> dict:
     """Decode a batch for shipping, no augmentation (val, test)."""
-    return {"x": reader.to_ship(decode_samples(batch["x"], manifest), stats), "y": batch["y"]}
+    return {"x": reader.ship(decode_samples(batch["x"], manifest), stats), "y": batch["y"]}
 
 
 def iter_split(dataset_dir: str | Path, manifest: dict, stats: dict, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -70,7 +70,7 @@ def iter_split(dataset_dir: str | Path, manifest: dict, stats: dict, split: str)
     cheap beside it, so there is no Ray Data execution (nor worker processes) to start, and
     `augtrain evaluate` needs no Ray at all.
     """
-    reader = modality(manifest["kind"])
+    reader = for_manifest(manifest)
     for file in split_files(dataset_dir, split):
         table = read_columns([file], ["x", "y"])
         batch = prepare({"x": table.column("x").to_pylist(), "y": table.column("y").to_numpy()}, manifest, stats, reader)
@@ -130,7 +130,7 @@ def split_dataset(
     ds = ds.map_batches(read_shards, fn_kwargs={"columns": columns}, batch_format="numpy", **remote)
     if ids is not None:
         ds = ds.map_batches(keep_rows, fn_kwargs={"ids": ids}, batch_format="numpy", **remote)
-    kwargs = {"manifest": manifest, "stats": stats, "reader": reader or modality(manifest["kind"])}
+    kwargs = {"manifest": manifest, "stats": stats, "reader": reader or for_manifest(manifest)}
     if transforms:
         kwargs["transforms_json"] = json.dumps(list(transforms))
         return ds.map_batches(augment, fn_kwargs=kwargs, batch_format="numpy", **remote)
@@ -150,7 +150,7 @@ class CollectedData:
 
     def __post_init__(self):
         if self.modality is None:
-            object.__setattr__(self, "modality", modality(self.manifest["kind"]))
+            object.__setattr__(self, "modality", for_manifest(self.manifest))
 
     def split(
         self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None, passes: int = 1

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from augtrain.datasets.sources import Listing, SourceError
+from augtrain.modalities.audio import AUDIO
 from augtrain.modalities.base import Modality
 from augtrain.modalities.image import IMAGE
 from augtrain.modalities.models import check_builder
 from augtrain.modalities.sequence import SEQUENCE
 
-MODALITIES: dict[str, Modality] = {m.kind: m for m in (IMAGE, SEQUENCE)}
+# audio first: it claims a folder only when its files are recordings, where images claim any folder
+MODALITIES: dict[str, Modality] = {m.kind: m for m in (AUDIO, IMAGE, SEQUENCE)}
 
 
 def register(modality: Modality) -> Modality:
@@ -38,6 +40,11 @@ def modality(kind: str) -> Modality:
     if kind not in MODALITIES:
         raise ValueError(f"unknown kind of data {kind!r} (known: {', '.join(MODALITIES)})")
     return MODALITIES[kind]
+
+
+def for_manifest(manifest: dict) -> Modality:
+    """The modality of a collected dataset, set up by the fields its manifest records."""
+    return modality(manifest["kind"]).bind(manifest)
 
 
 def for_model(name: str) -> Modality:

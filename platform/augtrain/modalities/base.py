@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from augtrain.datasets.normalize import normalize
+from augtrain.datasets.normalize import normalize, to_unit
 
 if TYPE_CHECKING:
     from augtrain.config.spec import Data
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 class Modality:
     kind: str = ""
+    plural = ""  # what its samples are called in messages; default: the kind with an s
     model_names: tuple[str, ...] = ()  # the builders `models()` returns, known without importing torch
     transforms_hint = ""  # its transforms in a few words, for an error naming an unknown one
     fixed_shape = True  # whether a model takes exactly the shape it was trained on
@@ -31,6 +32,10 @@ class Modality:
     # Samples travel as stored and the consumer (the trainer's collate) normalizes them, or the data
     # workers normalize before augmenting (then transforms work in normalized units).
     normalized_by_consumer: bool = False
+
+    @property
+    def samples_name(self) -> str:
+        return self.plural or f"{self.kind}s"
 
     # A modality is a value: copies unpickled in Ray processes are equal (the stream caches one augmenter
     # per modality and transform list in each worker process).
@@ -62,6 +67,16 @@ class Modality:
         """Extra manifest fields that describe the collected samples."""
         return {}
 
+    def bind(self, fields: dict) -> Modality:
+        """This modality set up for one dataset from the fields its manifest records (a bundle's input.json
+        carries them too; values from a file: checked). A modality whose samples need no settings to
+        become model input is the same object."""
+        return self
+
+    def binding(self, manifest: dict) -> dict:
+        """The manifest fields `bind` reads, for a bundle to carry."""
+        return {}
+
     def describe(self, manifest: dict) -> str:
         """The samples of a manifest in a few words, for the collect summary."""
         return f"shape {tuple(manifest['shape'])}"
@@ -76,6 +91,16 @@ class Modality:
     def augmenter(self, transforms: list[dict], seed: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """A function of a batch of shipped samples; `seed=None` draws fresh entropy on every call."""
         raise NotImplementedError
+
+    def ship(self, samples: np.ndarray, stats: dict, augment: Callable | None = None) -> np.ndarray:
+        """Decoded samples -> what the data workers ship: `to_ship`, then `augment` (the train split's
+        augmenter) if given."""
+        shipped = self.to_ship(samples, stats)
+        return shipped if augment is None else augment(shipped)
+
+    def stat_values(self, samples: np.ndarray) -> np.ndarray:
+        """Decoded samples -> the float values whose per-channel (last axis) mean and std normalize them."""
+        return to_unit(samples)
 
     def to_ship(self, samples: np.ndarray, stats: dict) -> np.ndarray:
         """Decoded samples -> what the data workers augment and ship."""
@@ -114,12 +139,12 @@ class Modality:
         from augtrain.datasets.sources import SourceError
         from augtrain.datasets.tasks import decoded_rows
 
-        takes = f"{self.kind}s of shape {list(shape)}"
+        takes = f"{self.samples_name} of shape {list(shape)}"
         if not self.claims(data):
-            raise SourceError(f"{data.source}: not {self.kind}s, so they do not fit the model ({takes})")
+            raise SourceError(f"{data.source}: not {self.samples_name}, so they do not fit the model ({takes})")
         listing = self.listing(data, labelled=False, shape=shape if self.fixed_shape else None)
         found = list(listing.reader.shape) if listing.ids else list(shape)
         if self.fixed_shape and found != list(shape):
-            raise SourceError(f"{data.source}: {self.kind}s of shape {found} do not fit the model ({takes})")
+            raise SourceError(f"{data.source}: {self.samples_name} of shape {found} do not fit the model ({takes})")
         layout = {"dtype": listing.reader.dtype if listing.ids else "float32", "shape": found}
         return decoded_rows(listing), layout, any(listing.labels)

@@ -49,7 +49,8 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
         echo(f"note: {collected.note}")
     takes = for_model(job.model.name)
     if takes != data_modality(manifest["kind"]):
-        raise SpecError(f"model.name: {job.model.name!r} takes {takes.kind}s but {collected.path} holds {manifest['kind']}s")
+        raise SpecError(f"model.name: {job.model.name!r} takes {takes.samples_name} but {collected.path} holds "
+                        f"{data_modality(manifest['kind']).samples_name}")
     stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
     return CollectedData(collected.path, manifest, stats)
 

@@ -54,7 +54,7 @@ class Predictor:
 
 def model_ready(bundle: Bundle, samples: np.ndarray) -> np.ndarray:
     """Decoded inputs -> the model's input, as training shipped and normalized them."""
-    return bundle.modality.model_input(bundle.modality.to_ship(samples, bundle.stats), bundle.stats)
+    return bundle.modality.model_input(bundle.modality.ship(samples, bundle.stats), bundle.stats)
 
 
 def read_inputs(bundle: Bundle, source: Path) -> tuple[ray.data.Dataset, dict, bool]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -16,14 +15,11 @@ from PIL import Image, UnidentifiedImageError
 from augtrain.config.spec import Data
 from augtrain.datasets.files import (
     display,
-    inside,
     is_folder,
-    local_source,
     open_source,
     stamp,
-    walk,
-    walk_uri,
 )
+from augtrain.datasets.layouts import check_columns, file_table, folder, labelled_rows
 from augtrain.datasets.sources import (
     Listing,
     Loaded,
@@ -31,21 +27,17 @@ from augtrain.datasets.sources import (
     SourceError,
     clip,
     csv_records,
-    csv_scan,
     held,
     npz_header,
     npz_labels,
     npz_rows,
     number,
     parquet_records,
-    parquet_scan,
     table_header,
     utf8,
 )
 from augtrain.datasets.tasks import map_chunks
 
-# A folder laid out as train/<class>/, val/<class>/, test/<class>/ keeps those splits.
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 LONGEST_DEFAULT_SIDE = 256  # images of mixed sizes, no data.resize: the median size, at most this long
 
 
@@ -56,7 +48,7 @@ def listing(data: Data, labelled: bool = True, shape: list[int] | None = None) -
         return held(digits(), {})
     source = data.source
     if is_folder(source):
-        return image_files(folder(source, data), data, shape)
+        return image_files(folder(source, data, "images"), data, shape)
     if Path(source).suffix == ".npz":
         return npz_images(source)
     return table(source, data, labelled, shape)
@@ -71,25 +63,6 @@ def digits() -> Loaded:
     out = Loaded()
     for i, (image, label) in enumerate(zip(images, digits.target)):
         out.add(f"digits/{i}", image, label)
-    return out
-
-
-def folder(source: str, data: Data) -> Listing:
-    """One sub-folder per class (or train/, val/, test/ holding them); keys are the files."""
-    path = local_source(source)
-    files = walk(path, data.follow_links) if path is not None else walk_uri(source)
-    out = Listing(Reader(), rejects=list(files.rejects))
-    out.fingerprint = hashlib.sha256(json.dumps([files.stamps, files.rejects]).encode()).hexdigest()
-    tops = {Path(id_).parts[0] for id_, _ in files.files}
-    by_split = "train" in tops and tops <= set(SPLIT_FOLDERS)
-    for id_, file in files.files:
-        parts = Path(id_).parts[1:] if by_split else Path(id_).parts
-        if len(parts) < 2:
-            out.rejects.append((id_, "not in a class sub-folder"))
-        else:
-            out.add(id_, parts[0], str(file), SPLIT_FOLDERS[Path(id_).parts[0]] if by_split else "")
-    if not out.ids and not out.rejects:
-        raise SourceError(f"{source}: no images found (expected one sub-folder per class)")
     return out
 
 
@@ -145,6 +118,7 @@ class ImageReader(Reader):
     else quarantined."""
 
     dtype = "uint8"
+    random_access = True
 
     def __init__(self, data: Data, channels: int, size: tuple[int, int], resize: bool):
         self.data, self.channels, self.size, self.resize = data, channels, tuple(size), resize
@@ -278,14 +252,10 @@ class Features(Reader):
 def table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> Listing:
     """A CSV (rows named by file line) or Parquet (rows named by index) table of features or image paths;
     its label column (and data.split_column) read here, its samples by the tasks."""
-    header = table_header(source)
-    if data.label_column not in header and labelled:
-        raise SourceError(f"{source}: no label column {data.label_column!r} (columns: {clip(', '.join(header))})")
-    for column in (data.split_column, data.image_column):
-        if column and column not in header:
-            raise SourceError(f"{source}: no column {column!r} (columns: {clip(', '.join(header))})")
-    if data.image_column:
+    if data.path_column:
         return image_table(source, data, labelled, shape)
+    header = table_header(source)
+    check_columns(source, header, data, labelled)
     features = data.feature_columns or [c for c in header if c not in (data.label_column, data.split_column)]
     unknown = sorted(set(features) - set(header))
     if unknown:
@@ -298,51 +268,6 @@ def table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> L
     return out
 
 
-def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, extra: str | None = None) -> Listing:
-    """A table's rows as records keyed by (file line or row, byte offset): label and split read (and
-    `extra`'s value kept per row), bad labels and splits quarantined."""
-    columns = [c for c in (data.label_column, data.split_column, extra) if c in header]
-    rows = csv_scan(source, columns) if source.endswith(".csv") else parquet_scan(source, columns)
-    out = Listing(Reader(), fingerprint=hashlib.sha256(stamp(source).encode()).hexdigest())  # the table's file
-    name = display(Path(source).name)
-    for key, row in rows:
-        named = extra and isinstance(row.get(extra), str) and row.get(extra)
-        id_ = display(row[extra]) if named else f"{name}:{key[0]}"
-        label = row.get(data.label_column, "")
-        named_split = str(row.get(data.split_column) or "").strip().lower() if data.split_column else ""
-        split = SPLIT_FOLDERS.get(named_split, "?") if named_split else ""
-        if label is None or (labelled and label == "") or not utf8([label]):
-            out.rejects.append((id_, f"missing label: column {data.label_column}" if utf8([label]) else "not valid UTF-8"))
-        elif split == "?":
-            out.rejects.append((id_, f"unknown split: {clip(str(row.get(data.split_column)), 40)!r} in column "
-                                     f"{data.split_column} (expected train, val or test)"))
-        else:
-            out.add(id_, label, (key, row.get(extra)) if extra else key, split)
-    return out
-
-
 def image_table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> Listing:
-    """Images named by a table column, relative to the table's folder (never outside it unless allowed)."""
-    rows = labelled_rows(source, table_header(source), data, labelled, data.image_column)
-    root = local_source(source)
-    out = Listing(Reader(), rejects=rows.rejects)
-    fingerprint = hashlib.sha256(rows.fingerprint.encode())  # and each image file's stamp
-    for id_, label, (_, name), given in zip(rows.ids, rows.labels, rows.keys, rows.given):
-        if not isinstance(name, str) or not name:
-            out.rejects.append((id_, "missing path"))
-            continue
-        if not utf8([name]):
-            out.rejects.append((id_, "not valid UTF-8"))
-            continue
-        if root is None:  # remote storage has no links, but a name may still climb out of the folder
-            outside = Path(name).is_absolute() or ".." in Path(name).parts
-            file, reason = f"{source.rsplit('/', 1)[0]}/{name}", f"outside the source folder: {display(name)}" if outside else None
-        else:
-            file, reason = inside(root.parent, name, data.follow_links)
-        if reason:
-            out.rejects.append((id_, reason))
-        else:
-            out.add(id_, label, str(file), given)
-            fingerprint.update(f"{id_}\0{stamp(str(file))}\0".encode())
-    out.fingerprint = fingerprint.hexdigest()
-    return image_files(out, data, shape)
+    """Images named by a table's data.path_column, decoded like a folder's."""
+    return image_files(file_table(source, data, labelled), data, shape)
