@@ -18,8 +18,10 @@ NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
 TEST_INDEXES = range(5)
 
 
-def prepare(recordings: Path, out: Path) -> Path:
-    """Copy the recordings into out/recordings/ and write out/recordings.csv; the table's path."""
+def prepare(recordings: Path, out: Path, test_speaker: str | None = None) -> Path:
+    """Copy the recordings into out/recordings/ and write out/recordings.csv; the table's path. With
+    `test_speaker` the test split is every recording of that speaker instead (a voice never heard in
+    training)."""
     (out / "recordings").mkdir(parents=True, exist_ok=True)
     rows = []
     for path in sorted(recordings.glob("*.wav")):
@@ -30,7 +32,8 @@ def prepare(recordings: Path, out: Path) -> Path:
         target = out / "recordings" / path.name
         if not target.exists():
             shutil.copyfile(path, target)
-        rows.append([f"recordings/{path.name}", digit, speaker, "test" if int(index) in TEST_INDEXES else ""])
+        test = speaker == test_speaker if test_speaker else int(index) in TEST_INDEXES
+        rows.append([f"recordings/{path.name}", digit, speaker, "test" if test else ""])
     if not rows:
         raise SystemExit(f"{recordings}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav)")
     table = out / "recordings.csv"

@@ -10,7 +10,7 @@ import numpy as np
 
 CLASSES = ("up", "down", "buzz")
 RATES = (8000, 16000, 22050)
-FORMATS = ("WAV", "FLAC", "OGG")
+FORMATS = ("WAV", "FLAC", "OGG", "MP3")
 
 
 def call(kind: str, rate: int, rng: np.random.Generator) -> np.ndarray:

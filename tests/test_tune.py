@@ -33,6 +33,7 @@ def with_tune(**tune):
         ({"train.learning_rate": {"choice": [0.1]}}, "tune.space: unknown field 'train.learning_rate'"),
         ({"train.batch_size": {"choice": [32, 0]}}, "tune.space.train.batch_size: 0 is not valid: train.batch_size: Input should be greater than or equal to 1"),
         ({"train.optimizer": {"grid": ["adam", "lion"]}}, "tune.space.train.optimizer: 'lion' is not valid"),
+        ({"data.resize": {"choice": [[8, 8], [16, 16]]}}, "tune.space: data.resize: a sweep collects its data once"),
         ({}, "empty search space"),
     ],
 )

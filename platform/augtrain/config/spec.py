@@ -352,6 +352,9 @@ class Job(Section):
         for path in self.tune.space:
             if not _has_path(base, path):
                 raise ValueError(f"tune.space: unknown field {path!r}")
+            if path.startswith("data."):  # every trial would silently train on the one dataset
+                raise ValueError(f"tune.space: {path}: a sweep collects its data once for every trial; sweep "
+                                 "data settings (resize, spectrogram, ...) as separate runs")
             for value in self.tune.candidates(path):
                 try:
                     Job.model_validate(set_dotted(copy.deepcopy(base), path, value))
