@@ -49,7 +49,7 @@ def test_kfold_cannot_be_combined_with_a_sweep():
         load_job(JOBS_DIR / "digits_cnn_tune.yaml", ["eval.kfold=3"])
 
 
-@pytest.mark.parametrize("job_file, k", [("digits_cnn.yaml", 3), ("gunpoint_fcn.yaml", 2)])
+@pytest.mark.parametrize("job_file, k", [("digits_cnn.yaml", 2), ("gunpoint_fcn.yaml", 2)])
 def test_kfold_run_reports_mean_and_std_over_real_folds(ray_session, tmp_path, job_file, k):
     overrides = [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2",
                  f"eval.kfold={k}", "run.mlflow=true"]
