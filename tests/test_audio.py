@@ -146,7 +146,7 @@ augment:
   - {{name: SpecFrequencyMask, max_mask_fraction: 0.15, p: 0.5}}
   - {{name: SpecTimeMask, max_mask_fraction: 0.15, p: 0.5}}
 model: {{name: audio_cnn, params: {{width: 16}}}}
-train: {{epochs: 5, lr: 0.003, batch_size: 16}}
+train: {{epochs: 8, lr: 0.003, batch_size: 16}}
 run: {{name: calls}}
 """
 
@@ -154,7 +154,7 @@ run: {{name: calls}}
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio")
-    write_recordings(root / "src", 18, split_folders=True)
+    write_recordings(root / "src", 30, split_folders=True)
     (root / "job.yaml").write_text(JOB.format(source=root / "src"))
     result = CliRunner().invoke(app, ["run", str(root / "job.yaml"), f"run.storage_path={root / 'runs'}",
                                       f"data.path={root / 'data'}"])
@@ -165,7 +165,8 @@ def audio_run(tmp_path_factory):
 def test_a_short_run_on_generated_calls_learns_them(audio_run):
     root, run_dir = audio_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    # the calls differ in how their pitch moves: 5 epochs on 45 training recordings learn them (measured: 1.00)
+    # the calls differ in how their pitch moves: 8 epochs on 72 training recordings learn them; the 18
+    # test recordings are 0.056 each (measured: 1.00; 5 epochs on 45 recordings once scored 0.78 of 9)
     assert metrics["test"]["accuracy"] >= 0.9 and sum(metrics["test"]["confusion_matrix"][0]) > 0
     report = (run_dir / "report.html").read_text()
     assert report.count("data:image/png") >= 4  # curves, confusion matrix, raw and augmented recordings
