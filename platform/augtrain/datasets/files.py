@@ -188,6 +188,20 @@ def open_source(location: str | Path) -> BinaryIO:
     return fs.open_input_file(path)
 
 
+class Refused(Exception):
+    """A record a reader will not decode; its text is the quarantine reason."""
+
+
+def open_record(stack, location: str | Path) -> BinaryIO:
+    """A record's file opened on `stack` (a contextlib.ExitStack) for a reader that quarantines: Refused
+    if it is empty."""
+    file = stack.enter_context(open_source(location))
+    if file.seek(0, 2) == 0:
+        raise Refused("empty file (0 bytes)")
+    file.seek(0)
+    return file
+
+
 def stamp(location: str) -> str:
     """A file's size and modification time: a file rewritten is a new fingerprint."""
     local = local_source(location)

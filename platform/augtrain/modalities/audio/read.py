@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from augtrain.config.spec import Data, Spectrogram
-from augtrain.datasets.files import is_folder, open_source
+from augtrain.datasets.files import Refused, is_folder, open_record
 from augtrain.datasets.layouts import file_table, folder
 from augtrain.datasets.sources import Listing, Reader, SourceError, clip
 from augtrain.datasets.tasks import map_chunks
@@ -130,18 +130,15 @@ def _opened(key: str, max_duration: float):
 
     with contextlib.ExitStack() as stack:
         try:
-            file = stack.enter_context(open_source(key))
-            if file.seek(0, 2) == 0:
-                raise _Refused("empty file (0 bytes)")
-            file.seek(0)
+            file = open_record(stack, key)
             sound = stack.enter_context(soundfile.SoundFile(file))
             if not 1 <= sound.samplerate <= MAX_RATE or not 1 <= sound.channels <= MAX_CHANNELS:
-                raise _Refused(f"not a readable recording: header claims {sound.samplerate} Hz, {sound.channels} channels")
+                raise Refused(f"not a readable recording: header claims {sound.samplerate} Hz, {sound.channels} channels")
             if sound.frames <= 0:
-                raise _Refused("empty recording (0 frames)")
+                raise Refused("empty recording (0 frames)")
             if sound.frames / sound.samplerate > max_duration:
-                raise _Refused(f"too long: {sound.frames / sound.samplerate:.1f} s exceeds data.max_duration={max_duration:g}")
-        except _Refused as refused:
+                raise Refused(f"too long: {sound.frames / sound.samplerate:.1f} s exceeds data.max_duration={max_duration:g}")
+        except Refused as refused:
             reason, sound = str(refused), None
         except soundfile.LibsndfileError as exc:  # "Format not recognised", a short header, ...
             reason, sound = f"not a readable recording: {clip(exc.error_string)}", None
@@ -150,10 +147,6 @@ def _opened(key: str, max_duration: float):
         else:
             reason = None
         yield reason, sound
-
-
-class _Refused(Exception):
-    pass
 
 
 def looks_like_audio(source: str) -> bool:

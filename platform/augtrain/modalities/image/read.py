@@ -14,9 +14,10 @@ from PIL import Image, UnidentifiedImageError
 
 from augtrain.config.spec import Data
 from augtrain.datasets.files import (
+    Refused,
     display,
     is_folder,
-    open_source,
+    open_record,
     stamp,
 )
 from augtrain.datasets.layouts import check_columns, file_table, folder, labelled_rows
@@ -164,17 +165,14 @@ def _opened(key: str | Path, max_pixels: int):
     """(None, the image with its header read) or (why the file is quarantined, None)."""
     with contextlib.ExitStack() as stack:
         try:
-            file = stack.enter_context(open_source(key))
-            if file.seek(0, 2) == 0:
-                raise _Refused("empty file (0 bytes)")
-            file.seek(0)
+            file = open_record(stack, key)
             image = stack.enter_context(Image.open(file))
             if image.size[0] * image.size[1] > max_pixels:
-                raise _Refused(f"decompression bomb: {image.size[0]}x{image.size[1]} pixels exceeds "
+                raise Refused(f"decompression bomb: {image.size[0]}x{image.size[1]} pixels exceeds "
                                f"data.max_pixels={max_pixels}")
             if image.mode not in CHANNELS:
-                raise _Refused(f"wrong mode: {image.mode} (expected grey or RGB)")
-        except _Refused as refused:
+                raise Refused(f"wrong mode: {image.mode} (expected grey or RGB)")
+        except Refused as refused:
             reason, image = str(refused), None
         except Image.DecompressionBombError as exc:
             reason, image = f"decompression bomb: {exc}", None
@@ -185,10 +183,6 @@ def _opened(key: str | Path, max_pixels: int):
         else:
             reason = None
         yield reason, image
-
-
-class _Refused(Exception):
-    pass
 
 
 class NpzImages(Reader):
