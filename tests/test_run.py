@@ -30,6 +30,24 @@ def test_every_run_job_runs_in_smoke_form(smoke_runs, job):
     smoke_runs(job.name)  # checked by smoke_run; the digits and GunPoint runs serve other tests too
 
 
+def epochs(run_dir: Path) -> list[dict]:
+    """A run's per-epoch metrics without the timings."""
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    return [{name: value for name, value in epoch.items() if name not in {"train_s", "val_s", "time"}} for epoch in history]
+
+
+def test_a_run_repeated_with_its_seeds_repeats_every_metric_and_another_seed_does_not(finished_run):
+    """One worker: the same train.seed and data.seed give the same augmentations, batches, weights, scores."""
+    job = load_job(finished_run / "spec.yaml")
+    again = run_job(job)
+    assert again != finished_run and epochs(again) == epochs(finished_run)
+    test = json.loads((finished_run / "metrics.json").read_text())["test"]
+    assert json.loads((again / "metrics.json").read_text())["test"] == test
+    other = run_job(load_job(finished_run / "spec.yaml", ["train.seed=1"]))
+    assert epochs(other) != epochs(finished_run)
+    assert [e["train_loss"] for e in epochs(other)] != [e["train_loss"] for e in epochs(finished_run)]
+
+
 def kill_one_worker_after_first_checkpoint(storage: Path, killed: list, address: str):
     from ray.util.state import list_actors
 

@@ -1,10 +1,12 @@
-"""The pieces of the train loop that need no Ray: optimizers, schedules, checkpoint weights."""
+"""The pieces of the train loop that need no Ray: optimizers, schedules, checkpoints."""
+
+import shutil
 
 import pytest
 import torch
 from augtrain.config.spec import Train
 from augtrain.modalities import build_model
-from augtrain.training.checkpoint import WEIGHTS, load_weights
+from augtrain.training.checkpoint import WEIGHTS, load_weights, read_history
 from augtrain.training.loop import make_optimizer, make_schedule, minibatches, take_rows
 from safetensors.torch import save_file
 
@@ -70,3 +72,37 @@ def test_chunks_are_cut_into_shuffled_batches_that_keep_each_row_with_its_label(
     assert set(seen[:100].tolist()) == set(range(100))  # ...within its chunk
     for batch in batches:
         torch.testing.assert_close(batch["x"], batch["y"] * 10)
+
+
+@pytest.mark.parametrize("uri", [False, True], ids=["folder", "file-uri"])
+def test_training_in_process_keeps_the_best_checkpoints_and_the_latest_and_resumes_from_the_latest(tmp_path, uri):
+    """training/local.py: as Ray Train keeps them (the best `keep` by val accuracy, and the newest)."""
+    from augtrain.training.local import LocalSession
+    from augtrain.training.loop import ranking, save_checkpoint
+
+    storage = f"file://{tmp_path}/run" if uri else str(tmp_path / "run")
+    told, history = [], []
+    session = LocalSession({}, storage, 2, ranking(), tell=lambda metrics, path: told.append((metrics["epoch"], path)))
+    assert session.restored() is None
+    model = torch.nn.Linear(2, 2)
+    optimizer = make_optimizer(model.parameters(), config())
+    schedule = make_schedule(optimizer, config())
+    for epoch, accuracy in enumerate([0.5, 0.9, 0.7, 0.8, 0.6]):
+        history.append({"epoch": epoch, "val_accuracy": accuracy, "val_loss": 1 - accuracy})
+        (tmp_path / "out").mkdir()
+        save_checkpoint(str(tmp_path / "out"), model, optimizer, schedule, {"history": list(history)})
+        session.report(history[-1], str(tmp_path / "out"))
+        shutil.rmtree(tmp_path / "out")
+    kept = sorted(p.name for p in (tmp_path / "run" / "train").iterdir())
+    assert kept == ["checkpoint_000001", "checkpoint_000003", "checkpoint_000004"]  # 0.9, 0.8 and the newest
+    assert [epoch for epoch, _ in told] == [0, 1, 2, 3, 4] and told[-1][1].endswith("checkpoint_000004")
+    result = session.result()
+    assert result.metrics["epoch"] == 4 and len(result.best_checkpoints) == 3
+
+    (tmp_path / "run" / "train" / "checkpoint_000005").mkdir()  # the writer died before its epoch.json
+    (tmp_path / "run" / "train" / "checkpoint_000005" / "model.safetensors").write_bytes(b"partial")
+    again = LocalSession({}, storage, 2, ranking())  # a re-run of the interrupted run
+    with again.restored().as_directory() as folder:
+        assert read_history(folder) == history
+    assert [metrics["val_accuracy"] for _, metrics in again.kept] == [0.9, 0.8, 0.6]
+    assert not (tmp_path / "run" / "train" / "checkpoint_000005").exists()

@@ -123,13 +123,20 @@ def publish(local: Path, location: str, last: str | None = None) -> None:
     named `last` goes after all others (a manifest: whoever sees it sees a complete folder)."""
     if not is_uri(location):
         return
+    if last is None:
+        copy_folder(local, location)
+        return
     fs, path = filesystem(location)
     fs.create_dir(path, recursive=True)
-    if last is None:
-        pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-        return
     for file in sorted(local.iterdir(), key=lambda file: file.name == last):
         pafs.copy_files(str(file), f"{path}/{file.name}", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def copy_folder(local: Path, location: str) -> None:
+    """Copy the files of the local folder `local` into `location` (a folder or URI), created if need be."""
+    fs, path = filesystem(location)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def move(location: str, destination: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -21,27 +20,20 @@ from augtrain.training.plan import Plan
 POOL = ("train", "val")  # what k-fold cross-validation splits into folds; test stays untouched
 
 
-@functools.lru_cache(maxsize=8)
-def _augmenter(reader: Modality, transforms_json: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A transform list as a function of a batch of samples, built once per worker process.
-
-    The modality imports its augmentation library (albumentations and torch: ~2 s) here, in the data
-    tasks that augment: the other processes that unpickle a pipeline (Ray Data's coordinators of
-    every Train run and trial, the tasks that read val and test) skip it.
-    """
-    return reader.augmenter(json.loads(transforms_json))
+ROW_BITS = 16  # a shard holds at most 1024 rows (datasets/collect.py): a row's key is (pass, shard, row)
 
 
-def augment(batch: dict, transforms_json: str, manifest: dict, stats: dict, reader: Modality) -> dict:
+def augment(batch: dict, transforms_json: str, seed: int, manifest: dict, stats: dict, reader: Modality) -> dict:
     """Decode and augment a train batch (shipped as the modality ships it: see Modality.ship).
 
-    Ray Data starts a new actor pool for every pass over a dataset, so an actor per data worker
-    would pay a process start and the albumentations import every epoch (4 s against 0.2 s of
-    compute on digits). Tasks run on Ray's reused worker processes instead, and each process
-    builds the Compose once for the whole run. It draws fresh entropy and keeps its state, so
-    every epoch sees new augmentations; seeded pipelines are `Modality.augmenter(seed=...)`.
+    The augmentation is seeded by the run's seed and the key of the batch's first row: the same draws
+    for the same rows on any number of data tasks, new ones every pass. Tasks run on Ray's reused
+    worker processes (an actor pool would start anew every pass), which import the modality's
+    augmentation library (albumentations and torch: ~2 s) once; the other processes that unpickle a
+    pipeline (Train's data coordinators, the tasks that read val and test) skip it.
     """
-    augmenter = _augmenter(reader, transforms_json)
+    draw = int(np.random.SeedSequence([seed, int(batch["key"][0])]).generate_state(1)[0])
+    augmenter = reader.augmenter(json.loads(transforms_json), draw)
     return {"x": reader.ship(decode_samples(batch["x"], manifest), stats, augmenter), "y": batch["y"]}
 
 
@@ -91,12 +83,16 @@ def read_split(
 
 
 def read_shards(batch: dict, columns: list[str]) -> pa.Table:
-    """Shards named in a batch -> their rows.
+    """Shards named in a batch -> their rows, each keyed by (pass, shard, row) where the batch has keys.
 
     A stream of `passes` passes is the list of shards repeated, one read task each: a `union` of
     reads would be an operator per pass, and Ray Data's scheduling loop walks every operator each step.
     """
-    return read_columns(list(batch["file"]), columns)
+    tables = [read_columns([file], columns) for file in batch["file"]]
+    if "key" in batch:
+        tables = [table.append_column("key", pa.array(np.arange(table.num_rows, dtype=np.uint64) + key))
+                  for table, key in zip(tables, batch["key"])]
+    return pa.concat_tables(tables)
 
 
 def keep_rows(batch: dict, ids: np.ndarray) -> dict:
@@ -115,16 +111,17 @@ def split_dataset(
     ids: np.ndarray | None = None,
     passes: int = 1,
     reader: Modality | None = None,
+    seed: int = 0,
 ) -> ray.data.Dataset:
     """One split (or several) as a lazy Ray Data pipeline of shipped batches (see Modality.model_input).
 
-    `transforms` are for training only. `ids` keeps only those rows: a k-fold's train or validation
+    `transforms` are for training only, drawn from `seed`. `ids` keeps only those rows: a k-fold's train or validation
     part of train+val. `passes` reads the split that many times over in one stream: every training
     epoch in a single execution.
     """
     remote = {"num_cpus": plan.cpus_per_data_task}
     files = [f for name in ((split,) if isinstance(split, str) else split) for f in split_files(dataset_dir, name)]
-    shards = [{"file": file} for _ in range(passes) for file in files]
+    shards = [{"file": file, "key": (p * len(files) + i) << ROW_BITS} for p in range(passes) for i, file in enumerate(files)]
     columns = ["x", "y"] if ids is None else ["id", "x", "y"]
     ds = ray.data.from_items(shards, override_num_blocks=len(shards))
     ds = ds.map_batches(read_shards, fn_kwargs={"columns": columns}, batch_format="numpy", **remote)
@@ -132,7 +129,7 @@ def split_dataset(
         ds = ds.map_batches(keep_rows, fn_kwargs={"ids": ids}, batch_format="numpy", **remote)
     kwargs = {"manifest": manifest, "stats": stats, "reader": reader or for_manifest(manifest)}
     if transforms:
-        kwargs["transforms_json"] = json.dumps(list(transforms))
+        kwargs.update(transforms_json=json.dumps(list(transforms)), seed=seed)
         return ds.map_batches(augment, fn_kwargs=kwargs, batch_format="numpy", **remote)
     return ds.map_batches(prepare, fn_kwargs=kwargs, batch_format="numpy", **remote)
 
@@ -153,9 +150,9 @@ class CollectedData:
             object.__setattr__(self, "modality", for_manifest(self.manifest))
 
     def split(
-        self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None, passes: int = 1
+        self, name: str | tuple[str, ...], plan: Plan, transforms: list[dict] = (), ids=None, passes: int = 1, seed: int = 0
     ) -> ray.data.Dataset:
-        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids, passes, self.modality)
+        return split_dataset(self.path, self.manifest, self.stats, name, plan, transforms, ids, passes, self.modality, seed)
 
     def for_training(self, job: Job, plan: Plan, fold: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict, int]:
         """The train and val datasets of a Train run, and the training samples in one epoch.
@@ -167,7 +164,7 @@ class CollectedData:
         A k-fold's (train ids, val ids) split train+val instead of train and val.
         """
         split, train_ids, val_ids = ("train", None, None) if fold is None else (POOL, *fold)
-        train = self.split(split, plan, [t.model_dump() for t in job.augment], train_ids, job.train.epochs)
+        train = self.split(split, plan, [t.model_dump() for t in job.augment], train_ids, job.train.epochs, job.train.seed)
         val = self.split("val", plan) if fold is None else self.split(POOL, plan, ids=val_ids)
         samples = sum(self.manifest["counts"]["train"].values()) if fold is None else len(train_ids)
         return {"train": train, "val": val.materialize()}, samples

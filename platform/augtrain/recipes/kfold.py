@@ -1,4 +1,4 @@
-"""K-fold cross-validation: K Ray Train runs over stratified folds of train+val, each scored on the test split."""
+"""K-fold cross-validation: K runs over stratified folds of train+val, each scored on the test split."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from augtrain.datasets.storage import join
 from augtrain.datasets.stream import POOL, CollectedData, configure_data
 from augtrain.evaluation.evaluate import score_checkpoint
 from augtrain.recipes.rundir import close_run, evaluate_run, open_run, selected
-from augtrain.training.loop import fit, ranking
+from augtrain.training.loop import fit, in_process, ranking
 from augtrain.training.plan import DRIVER_CPU, Plan, shared_plan
 from augtrain.training.runtime import cluster_cpus_gpus
 
@@ -40,7 +40,8 @@ def assign_folds(data: CollectedData, k: int, seed: int) -> list[tuple[np.ndarra
 
 @ray.remote(num_cpus=DRIVER_CPU)
 def train_fold(job: Job, data: CollectedData, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: str):
-    """One fold's Ray Train run: its selected checkpoint, that epoch's metrics, every epoch's metrics."""
+    """One fold's run (training in this task, or on Ray Train: see training.loop.in_process): its selected
+    checkpoint, that epoch's metrics, every epoch's metrics."""
     configure_data(progress_bars=False)
     result = fit(job, data, plan, storage, fold)
     checkpoint, metrics, history = selected(job, result)
@@ -54,7 +55,8 @@ def run_folds(job: Job, data: CollectedData, plan: Plan, folds: list, concurrent
         if len(running) == concurrent:
             (done,), _ = ray.wait(list(running), num_returns=1)
             results[running.pop(done)] = ray.get(done)
-        running[train_fold.remote(job, data, plan, fold, join(location, "folds", f"fold-{i}"))] = i
+        task = train_fold.options(num_cpus=plan.cpus_per_worker if in_process(job, plan) else DRIVER_CPU)
+        running[task.remote(job, data, plan, fold, join(location, "folds", f"fold-{i}"))] = i
     for ref, i in running.items():
         results[i] = ray.get(ref)
     return [results[i] for i in range(len(folds))]

@@ -8,7 +8,7 @@ from typing import Callable
 from augtrain.config.spec import Job
 from augtrain.datasets.stream import CollectedData
 from augtrain.recipes.rundir import close_run, evaluate_run, open_run, selected
-from augtrain.training.loop import fit
+from augtrain.training.loop import fit, in_process
 from augtrain.training.plan import plan_resources
 from augtrain.training.runtime import cluster_cpus_gpus
 
@@ -23,7 +23,7 @@ def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = 
 def train_and_evaluate(job: Job, data: CollectedData, run_dir: Path, location: str, echo: Callable[[str], None]) -> None:
     """Train (checkpoints under `location`), then score the selected checkpoint on the test split in `run_dir`."""
     plan = plan_resources(job.scaling, *cluster_cpus_gpus())
-    echo(plan.describe())
+    echo(plan.describe() + ("; it trains in this process (run.max_failures: 0)" if in_process(job, plan) else ""))
     result = fit(job, data, plan, location)
     best, best_metrics, history = selected(job, result)
     with best.as_directory() as folder:

@@ -7,7 +7,6 @@ reporting (matplotlib, scikit-learn's metrics, the bundle) cost every trial ~2 s
 from __future__ import annotations
 
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from augtrain.config.spec import Job, parse_job, set_dotted
 from augtrain.datasets.storage import child
@@ -26,7 +25,8 @@ def trial_job(base: Job, config: dict) -> Job:
 
 
 def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: str) -> None:
-    """One trial: a Ray Train run whose per-epoch reports flow to Tune (for ASHA and the results).
+    """One trial: a run (in this process, or on Ray Train: see training.loop.in_process) whose per-epoch
+    reports flow to Tune (for ASHA and the results).
 
     Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
     """
@@ -34,4 +34,4 @@ def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: 
     known(data.modality)
     job = trial_job(base, config)
     storage = child(trials, tune.get_context().get_trial_id(), "trial id")
-    fit(job, data, plan, storage, callbacks=[TuneReportCallback()])
+    fit(job, data, plan, storage, tune_trial=True)

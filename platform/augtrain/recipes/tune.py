@@ -1,4 +1,4 @@
-"""Tune: Ray Tune sweeps over any spec field; every trial is one Ray Train run, the same `fit` as `augtrain run`."""
+"""Tune: Ray Tune sweeps over any spec field; every trial is one run, the same `fit` as `augtrain run`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from augtrain.recipes.rundir import (  # noqa: E402
     prepare_dataset,
 )
 from augtrain.recipes.trial import run_trial, trial_job  # noqa: E402
-from augtrain.training.loop import REPORTED, ranking  # noqa: E402
+from augtrain.training.loop import REPORTED, in_process, ranking  # noqa: E402
 from augtrain.training.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
 from augtrain.training.runtime import cluster_cpus_gpus  # noqa: E402
 
@@ -109,7 +109,7 @@ def tune_job(
     check_shared(location, data.path)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials=join(location, "trials")),
-        {"CPU": DRIVER_CPU},
+        {"CPU": plan.cpus_per_worker if in_process(job, plan) else DRIVER_CPU},  # a trial that trains, or waits
     )
     if resume:
         tuner = tune.Tuner.restore(
@@ -126,6 +126,7 @@ def tune_job(
                 search_alg=_searcher(job),
                 scheduler=_scheduler(job),
                 max_concurrent_trials=concurrent,
+                reuse_actors=True,  # a trial's process and its imports (torch: seconds) serve the next trial
             ),
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=location, verbose=1),
         )

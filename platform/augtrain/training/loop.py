@@ -8,7 +8,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 import ray.train
@@ -31,6 +31,7 @@ from torch import nn
 
 from augtrain.config.spec import Job
 from augtrain.datasets.storage import is_uri, join, publish
+from augtrain.datasets.stream import CollectedData
 from augtrain.modalities import Modality
 from augtrain.training.checkpoint import (
     load_state,
@@ -38,10 +39,8 @@ from augtrain.training.checkpoint import (
     save_state,
     save_weights,
 )
+from augtrain.training.local import LocalSession
 from augtrain.training.plan import Plan
-
-if TYPE_CHECKING:  # a Train worker runs this module; it need not import the data pipeline (albumentations)
-    from augtrain.datasets.stream import CollectedData
 
 SCORE = "val_accuracy"
 CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many batches (see minibatches)
@@ -185,28 +184,51 @@ def validate(model, val_batches: list[dict], collate, device, autocast) -> Total
     return totals
 
 
-def save_checkpoint(folder: str, model: nn.Module, optimizer, schedule, progress: dict) -> Checkpoint:
-    """Weights and train state (optimizer, schedule, progress) as a Ray Train checkpoint of `folder`."""
+def save_checkpoint(folder: str, model: nn.Module, optimizer, schedule, progress: dict) -> None:
+    """Weights and train state (optimizer, schedule, progress) into `folder`."""
     save_weights(model, folder)
     save_state(folder, {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **progress})
-    return Checkpoint.from_directory(folder)
 
 
-def train_loop(config: dict) -> None:
-    """Per worker: build, resume, then per epoch train -> validate -> checkpoint + report."""
+class WorkerSession:
+    """What `train_loop` asks of its runner, on a Ray Train worker (training/local.py: in this process)."""
+
+    def __init__(self):
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    @staticmethod
+    def shards():
+        return ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+
+    prepare = staticmethod(ray.train.torch.prepare_model)
+    restored = staticmethod(ray.train.get_checkpoint)
+
+    @staticmethod
+    def report(metrics: dict, folder: str | None) -> None:
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder) if folder else None)
+
+
+def worker_loop(config: dict) -> None:
+    """A Ray Train worker's train_loop_per_worker."""
+    train_loop(config, WorkerSession())
+
+
+def train_loop(config: dict, session) -> None:
+    """Build, resume, then per epoch train -> validate -> checkpoint + report (`session`: a WorkerSession
+    or a training.local.LocalSession)."""
     # Ray Train logs every report at INFO through a logger named by its file path (not under
     # "ray.train"), so only the worker's root level quiets it; the epoch lines are the progress.
     logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])
-    context = ray.train.get_context()
-    device = ray.train.torch.get_device()
-    # the shards first: each starts a Ray Data coordinator (a new process, ~1 s) while this one builds
-    # the model and optimizer (whose first use imports torch._dynamo, ~1 s)
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
+    device = session.device
+    # the shards first: on a Train worker each starts a Ray Data coordinator (a new process, ~1 s) while
+    # this one builds the model and optimizer (whose first use imports torch._dynamo, ~1 s)
+    train_shard, val_shard = session.shards()
     bare = config["modality"].build_model(config["model"], config["model_params"], config["shape"], config["classes"])
-    model = ray.train.torch.prepare_model(bare)
+    model = session.prepare(bare)
     optimizer = make_optimizer(model.parameters(), config)
     schedule = make_schedule(optimizer, config)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
@@ -214,7 +236,7 @@ def train_loop(config: dict) -> None:
 
     # resume: a restarted worker group (or a re-run) continues from the newest checkpoint
     progress = {"epoch": -1, "best": -math.inf, "stale": 0, "history": [], "restarts": 0}
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = session.restored()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             load_weights(bare, folder)
@@ -227,14 +249,14 @@ def train_loop(config: dict) -> None:
     # rank 0 logs every epoch for TensorBoard beside the checkpoints (on a URI storage: into a local folder
     # copied there after every epoch); a resumed run appends a new event file beside the old
     board_dir = None
-    if context.get_world_rank() == 0:
+    if session.rank == 0:
         board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
     board = SummaryWriter(board_dir) if board_dir else None
     collate, batch_size = config["collate"], config["batch_size"]
     # one stream carries every epoch, in chunks; each worker's epoch is an equal share of the split
     # (the same number of steps everywhere, for DDP)
     stream = iter(train_shard.iter_torch_batches(batch_size=CHUNK_BATCHES * batch_size, collate_fn=collate, device=device))
-    share, carry = config["samples"] // context.get_world_size(), []
+    share, carry = config["samples"] // session.world_size, []
     # the val split never changes: fetched once (on this node its blocks are read in place from the
     # object store, where the driver materialized them), collated every epoch
     val_batches = list(val_shard.iter_batches(batch_size=batch_size, batch_format="numpy"))
@@ -263,11 +285,10 @@ def train_loop(config: dict) -> None:
 
         # checkpoint + report: rank 0 writes, every rank reports
         with tempfile.TemporaryDirectory() as folder:
-            saved = None
-            if context.get_world_rank() == 0:
-                saved = save_checkpoint(folder, bare, optimizer, schedule, progress)
+            if session.rank == 0:
+                save_checkpoint(folder, bare, optimizer, schedule, progress)
                 log_epoch(board, board_dir, config, metrics)
-            ray.train.report(metrics, checkpoint=saved)
+            session.report(metrics, folder if session.rank == 0 else None)
         if config["patience"] and progress["stale"] >= config["patience"]:
             break
     if board:
@@ -287,15 +308,42 @@ def log_epoch(board: SummaryWriter, board_dir: str, config: dict, metrics: dict)
     )
 
 
-def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, callbacks=()) -> ray.train.Result:
-    """Run the TorchTrainer (on a k-fold's `fold`); checkpoints go to `storage`/train (a folder or URI), the best k
-    by val accuracy kept."""
-    datasets, samples = data.for_training(job, plan, fold)
+def in_process(job: Job, plan: Plan) -> bool:
+    """Whether a run trains in the process that starts it (training/local.py) rather than on a Ray Train
+    worker group: one CPU worker, and no restarts asked for."""
+    return plan.workers == 1 and not plan.use_gpu and job.run.max_failures == 0
+
+
+def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune_trial: bool = False):
+    """Train `job` (on a k-fold's `fold`), in this process or on a TorchTrainer (see `in_process`); checkpoints
+    go to `storage`/train (a folder or URI), the best k by val accuracy kept. A `tune_trial` reports every
+    epoch to Tune. Returns a ray.train.Result (or a LocalResult with the same fields)."""
+    # the data workers' share of the CPUs; blocks reach the trainer in the order they were listed (seeded runs)
     options = DataContext.get_current().execution_options
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
+    options.preserve_order = True
+    datasets, samples = data.for_training(job, plan, fold)
+    config = loop_config(job, data, plan, storage, samples)
+    if in_process(job, plan):
+        tell = None
+        if tune_trial:
+            from ray import tune
+            from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+            def tell(metrics: dict, path: str) -> None:
+                tune.report({**metrics, CHECKPOINT_PATH_KEY: path})
+
+        session = LocalSession(datasets, storage, job.train.keep_checkpoints, ranking(), tell)
+        train_loop(config, session)
+        return session.result()
+    callbacks = []
+    if tune_trial:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
     trainer = ray.train.torch.TorchTrainer(
-        train_loop,
-        train_loop_config=loop_config(job, data, plan, storage, samples),
+        worker_loop,
+        train_loop_config=config,
         scaling_config=ScalingConfig(
             num_workers=plan.workers,
             use_gpu=plan.use_gpu,
@@ -307,7 +355,7 @@ def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, call
             storage_path=storage,
             failure_config=FailureConfig(max_failures=job.run.max_failures),
             logging_config=LoggingConfig(log_level="WARNING"),  # the epoch lines are the progress
-            callbacks=list(callbacks),
+            callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=job.train.keep_checkpoints,
                 checkpoint_score_attribute=SCORE,
