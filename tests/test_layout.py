@@ -86,3 +86,22 @@ def test_evaluate_loads_no_training_or_reporting():
     """`augtrain evaluate` scores a bundle in its own process: Ray Train, TensorBoard, the report and MLflow stay out."""
     heavy = ["ray.train", "ray.data", "tensorboardX", "augtrain.artifacts.report", "augtrain.artifacts.tracking", "albumentations"]
     assert loaded_by_import("augtrain.evaluation.evaluate", heavy) == []
+
+
+def test_the_command_line_imports_what_a_verb_runs_only_when_it_runs():
+    """`augtrain --help` answers at once: pyarrow, numpy, pydantic, torch and Ray wait for the verb that uses them."""
+    heavy = ["pyarrow", "numpy", "pydantic", "yaml", "torch", "albumentations", "ray", "matplotlib", "sklearn"]
+    assert loaded_by_import("augtrain.cli", heavy) == []
+
+
+def test_the_command_line_refuses_every_bad_input_in_one_line():
+    """cli.py catches BadInput without importing the modules that raise it."""
+    from augtrain.artifacts.signing import BundleError, SignatureError
+    from augtrain.config.spec import SpecError
+    from augtrain.datasets.sources import SourceError
+    from augtrain.datasets.storage import StorageError
+    from augtrain.errors import BadInput
+    from augtrain.training.plan import PlanError
+
+    refused = (SpecError, SourceError, StorageError, PlanError, BundleError, SignatureError)
+    assert all(issubclass(error, BadInput) for error in refused)

@@ -4,26 +4,18 @@ sign | submit | status | logs | stop | list."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
-import pyarrow.parquet as pq
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from augtrain.artifacts.signing import BundleError, SignatureError
-from augtrain.config.spec import Data, SpecError, dump_job, load_job
-from augtrain.datasets.sources import SourceError, clip
-from augtrain.datasets.storage import StorageError, is_uri, join, open_input
-from augtrain.modalities import modality
-from augtrain.training.plan import PlanError
+from augtrain.errors import BadInput, clip
 
+# Each command imports what it runs when it runs: `augtrain --help` loads no pyarrow, numpy, torch or Ray.
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
-BAD_INPUT = (SpecError, SourceError, StorageError, PlanError, BundleError, SignatureError)
 MESSAGE_LINE = 500  # characters: a message may quote input of any size
 PublicKey = Annotated[
     Optional[Path],
@@ -38,6 +30,13 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _summary(collected) -> None:
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from augtrain.datasets.storage import join, open_input
+    from augtrain.modalities import modality
+
     manifest = collected.manifest
     counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
     verb = "already collected" if collected.skipped else "collected"
@@ -76,6 +75,9 @@ def collect(
 ) -> None:
     """Collect a source into a versioned Parquet dataset with a manifest; bad records are quarantined.
     The driver lists the source; Ray Data tasks decode and write it on every node."""
+    from pydantic import ValidationError
+
+    from augtrain.config.spec import Data, load_job, problems
     from augtrain.datasets.collect import collect as collect_source
     from augtrain.training.runtime import start_ray
 
@@ -98,17 +100,17 @@ def collect(
             )
         start_ray(address)
         _summary(collect_source(data, out))
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     except ValidationError as exc:
-        from augtrain.config.spec import problems
-
         _fail(problems(exc))
 
 
 @app.command()
 def validate(job: Path, overrides: Annotated[Optional[list[str]], typer.Argument()] = None) -> None:
     """Check a job file (and dotted overrides) without running it; print the resolved spec."""
+    from augtrain.config.spec import SpecError, dump_job, load_job
+
     try:
         spec = load_job(job, overrides or [])
     except SpecError as exc:
@@ -125,6 +127,7 @@ def run(
 ) -> None:
     """Run a job: collect, train on Ray, evaluate (with eval.kfold: K-fold cross-validation); prints
     `run dir: PATH` last."""
+    from augtrain.config.spec import dump_job, load_job
     from augtrain.recipes.kfold import kfold_job
     from augtrain.recipes.run import run_job
 
@@ -133,7 +136,7 @@ def run(
         console.print(dump_job(spec), end="", markup=False)
         recipe = kfold_job if spec.eval.kfold else run_job
         run_dir = recipe(spec, address, echo=lambda line: console.print(line, markup=False))
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     except Exception as exc:  # a failed Ray run: one line, details are in the Ray logs above
         _fail(f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
@@ -158,7 +161,7 @@ def evaluate(
 
     try:
         out, metrics = reevaluate(run, data, public_key)
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     test = metrics["test"]
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}  ({out})", markup=False)
@@ -181,7 +184,7 @@ def predict(
     try:
         scored, rejected = predict_source(bundle, source, out, address, lambda line: console.print(line, markup=False),
                                           public_key)
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     console.print(f"predicted {scored} input(s) -> {out}", markup=False)
     if rejected:
@@ -201,7 +204,7 @@ def export(
 
     try:
         out, difference, checked = export_run(run, format, out, data, public_key)
-    except (*BAD_INPUT, ExportError) as exc:
+    except (BadInput, ExportError) as exc:
         _fail(str(exc))
     console.print(
         f"{format}: {out}\nmax abs logit difference from PyTorch on {checked} test inputs: "
@@ -224,7 +227,7 @@ def explain(
 
     try:
         written = explain_inputs(bundle, source, out, limit, address, public_key)
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     console.print(f"attributions of {written} input(s) -> {out / 'attributions.png'}", markup=False)
 
@@ -252,7 +255,7 @@ def sign(
     try:
         load_bundle(run)  # only a bundle that passes every check is worth a signature
         signature = sign_bundle(bundle_folder(run), key)
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     console.print(f"signed: {signature}", markup=False)
 
@@ -266,13 +269,14 @@ def tune_command(
     retry_errored: Annotated[bool, typer.Option(help="with --resume: restart errored trials from scratch")] = False,
 ) -> None:
     """Sweep the job's `tune.space` with Ray Tune; the best trial becomes the run's model."""
+    from augtrain.config.spec import dump_job, load_job
     from augtrain.recipes.tune import tune_job
 
     try:
         spec = load_job(job, overrides or [])
         console.print(dump_job(spec), end="", markup=False)
         run_dir = tune_job(spec, address, lambda line: console.print(line, markup=False), resume, retry_errored)
-    except BAD_INPUT as exc:
+    except BadInput as exc:
         _fail(str(exc))
     except Exception as exc:  # a failed sweep: one line, details are in the Ray logs above
         _fail(f"tune failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
@@ -299,6 +303,8 @@ def submit(
 ) -> None:
     """Run a job on a Ray cluster through its Jobs API, augtrain and the working dir uploaded; prints the job id."""
     from augtrain.cluster.submit import Cluster, SubmitError, describe, package
+    from augtrain.config.spec import SpecError, load_job
+    from augtrain.datasets.locations import is_uri
 
     try:
         spec = load_job(job, overrides or [])

@@ -29,7 +29,7 @@ from augtrain.artifacts.signing import BundleError, verify_bundle
 from augtrain.config.spec import Job, SpecError, dump_job, parse_job, read_yaml
 from augtrain.datasets.files import read_bytes
 from augtrain.datasets.format import HEX_DIGEST, classes_problem, layout_problem
-from augtrain.datasets.sources import clip
+from augtrain.errors import clip
 from augtrain.modalities import Modality, for_model
 from augtrain.training.checkpoint import WEIGHTS
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from augtrain.datasets.sources import clip
+from augtrain.errors import BadInput, clip
 
 SIGNATURE = "model.sig"
 
 
-class BundleError(ValueError):
+class BundleError(BadInput):
     """A bundle that is missing, incomplete, malformed or altered (here, where the command line can catch it
     without importing torch)."""
 
 
-class SignatureError(ValueError):
+class SignatureError(BadInput):
     """A bundle whose signature is missing, from another key, or does not cover its files."""
 
 

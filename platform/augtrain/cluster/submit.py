@@ -14,7 +14,7 @@ from typing import Callable
 
 import augtrain
 from augtrain.config.spec import Job
-from augtrain.datasets.storage import is_uri
+from augtrain.datasets.locations import is_uri
 
 # Never uploaded: version control, environments, caches, collected data and run dirs.
 EXCLUDES = [

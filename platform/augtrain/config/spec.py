@@ -18,8 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from augtrain.datasets.sources import clip
-from augtrain.datasets.storage import URI_SCHEMES, check_name, is_uri
+from augtrain.datasets.locations import URI_SCHEMES, check_name, is_uri
+from augtrain.errors import BadInput, clip
 
 # A job file is written by a person: these bound what a hostile or broken one can make the parser do.
 MAX_JOB_BYTES = 1 << 20
@@ -27,7 +27,7 @@ MAX_DEPTH = 32  # nested mappings and lists
 MAX_VALUES = 20_000  # every value counted as often as YAML aliases repeat it
 
 
-class SpecError(ValueError):
+class SpecError(BadInput):
     """A job file that cannot run; the message lists every bad field by dotted path."""
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.datasets.sources import SourceError, clip
+from augtrain.datasets.sources import SourceError
 from augtrain.datasets.storage import file_names, join, open_input, read_text
+from augtrain.errors import clip
 from augtrain.modalities import MODALITIES
 
 SPLITS = ("train", "val", "test")

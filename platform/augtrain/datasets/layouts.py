@@ -15,12 +15,12 @@ from augtrain.datasets.sources import (
     Listing,
     Reader,
     SourceError,
-    clip,
     csv_scan,
     parquet_scan,
     table_header,
     utf8,
 )
+from augtrain.errors import clip
 
 # A folder laid out as train/<class>/, val/<class>/, test/<class>/ keeps those splits.
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

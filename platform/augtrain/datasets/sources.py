@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from augtrain.datasets.files import open_source
+from augtrain.errors import BadInput, clip
 
 MAX_SAMPLE_BYTES = 256 << 20  # one sample's decoded bytes: a header may claim any shape
 PICKLED = (
@@ -30,7 +31,7 @@ PICKLED = (
 )
 
 
-class SourceError(ValueError):
+class SourceError(BadInput):
     """The source as a whole cannot be collected (missing, empty, malformed)."""
 
 
@@ -121,12 +122,6 @@ def held(loaded: Loaded, fields: dict) -> Listing:
         digest.update(np.ascontiguousarray(sample).tobytes())
     out.fingerprint = digest.hexdigest()
     return out
-
-
-def clip(exc: BaseException | str, limit: int = 160) -> str:
-    """An error's text cut to `limit` characters: hostile input can make it any length."""
-    text = str(exc)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class _Lines:

@@ -10,7 +10,6 @@ dataset being collected, are written to a local staging folder and copied to the
 from __future__ import annotations
 
 import functools
-import re
 import tempfile
 from pathlib import Path
 
@@ -18,12 +17,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-URI_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")  # pyarrow.fs.FileSystem.from_uri
-
-
-def is_uri(location: str) -> bool:
-    return bool(_SCHEME.match(location))
+from augtrain.datasets.locations import check_name, is_uri
+from augtrain.errors import BadInput
 
 
 @functools.lru_cache(maxsize=64)
@@ -42,14 +37,6 @@ def join(location: str, *parts: str) -> str:
     if is_uri(location):
         return "/".join([location.rstrip("/"), *parts])
     return str(Path(location, *parts).resolve())
-
-
-def check_name(name: str, what: str = "name") -> str:
-    """`name` if it is one plain path component; a name from outside (a run, dataset or trial name) must
-    never place a file outside its parent folder."""
-    if not name or name in {".", ".."} or any(c in name for c in "/\\\0") or len(name.encode(errors="replace")) > 255:
-        raise ValueError(f"{what} {name[:80]!r} is not a plain file name (no '/', '\\', NUL, '.' or '..')")
-    return name
 
 
 def child(location: str, name: str, what: str = "name") -> str:
@@ -169,7 +156,7 @@ def fetch(location: str, path: str, local: Path) -> None:
     pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
 
 
-class StorageError(ValueError):
+class StorageError(BadInput):
     """A storage location that cannot serve the job (a node-local path on a multi-node cluster)."""
 
 

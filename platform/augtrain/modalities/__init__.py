@@ -8,13 +8,16 @@ transform name is matched to its modality.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from augtrain.datasets.sources import Listing, SourceError
 from augtrain.modalities.audio import AUDIO
 from augtrain.modalities.base import Modality
 from augtrain.modalities.image import IMAGE
 from augtrain.modalities.models import check_builder
 from augtrain.modalities.sequence import SEQUENCE
+
+if TYPE_CHECKING:  # the sources import pyarrow: checking a job's transforms and models needs none of it
+    from augtrain.datasets.sources import Listing
 
 # audio first: it claims a folder only when its files are recordings, where images claim any folder
 MODALITIES: dict[str, Modality] = {m.kind: m for m in (AUDIO, IMAGE, SEQUENCE)}
@@ -68,6 +71,8 @@ def for_transform(name: str) -> Modality:
 def read_source(data, labelled: bool = True) -> tuple[Modality, Listing]:
     """`data.source` listed by the modality that claims it (`data.kind` decides between several), with
     that modality; `labelled=False` (prediction inputs) lets labels be absent."""
+    from augtrain.datasets.sources import SourceError
+
     claiming = [m for m in MODALITIES.values() if m.claims(data)]
     if data.kind is not None:
         claiming = [m for m in claiming if m.kind == data.kind]

@@ -11,13 +11,14 @@ import math
 from dataclasses import dataclass
 
 from augtrain.config.spec import WorkerScaling
+from augtrain.errors import BadInput
 
 # Ray sizes a restarted elastic group by the free CPUs alone (README, Failures)
 ELASTIC_CAVEAT = "; a restarted elastic group takes as many workers as free CPUs hold, which can leave Ray Data none: keep a spare node"
 DRIVER_CPU = 0.01  # a run's driver (trial, fold) only waits on its Train run; Ray refuses 0 resources
 
 
-class PlanError(ValueError):
+class PlanError(BadInput):
     """The requested scaling cannot fit the cluster."""
 
 

@@ -19,8 +19,9 @@ import numpy as np
 from augtrain.config.spec import Data, Spectrogram
 from augtrain.datasets.files import Refused, is_folder, open_record
 from augtrain.datasets.layouts import file_table, folder
-from augtrain.datasets.sources import Listing, Reader, SourceError, clip
+from augtrain.datasets.sources import Listing, Reader, SourceError
 from augtrain.datasets.tasks import map_chunks
+from augtrain.errors import clip
 
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au"}
 MAX_CHANNELS = 64

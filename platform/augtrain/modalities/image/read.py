@@ -26,7 +26,6 @@ from augtrain.datasets.sources import (
     Loaded,
     Reader,
     SourceError,
-    clip,
     csv_records,
     held,
     npz_header,
@@ -38,6 +37,7 @@ from augtrain.datasets.sources import (
     utf8,
 )
 from augtrain.datasets.tasks import map_chunks
+from augtrain.errors import clip
 
 LONGEST_DEFAULT_SIDE = 256  # images of mixed sizes, no data.resize: the median size, at most this long
 
