@@ -46,7 +46,7 @@ def smoke(tmp_path, *extra):
 def smoke_run(tmp_path, job, command="run", *extra):
     """Run a job in smoke form through the CLI; check its run dir, bundle and re-evaluation."""
     from augtrain.cli import app
-    from augtrain.config.spec import load_job
+    from augtrain.config.spec import headline, load_job
     from typer.testing import CliRunner
 
     result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
@@ -60,6 +60,9 @@ def smoke_run(tmp_path, job, command="run", *extra):
     assert (run_dir / "confusion_matrix.png").stat().st_size > 0
     assert load_job(run_dir / "spec.yaml").train.epochs == 2
     assert "plan: 1 train worker(s)" in result.output and "test accuracy" in result.output
+    # a compact header, not the whole spec (run dir/spec.yaml holds it); none of Ray's notices
+    assert result.output.splitlines()[0] == headline(load_job(job, smoke(tmp_path, *extra)))
+    assert "Progress bars disabled" not in result.output and "authentication" not in result.output
     assert (run_dir / "train").is_dir() and (run_dir / "normalization.json").is_file()
 
     # the exported bundle re-evaluates to exactly the same test accuracy

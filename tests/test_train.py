@@ -1,6 +1,8 @@
 """The pieces of the train loop that need no Ray: optimizers, schedules, checkpoints."""
 
+import io
 import shutil
+import sys
 
 import pytest
 import torch
@@ -106,3 +108,26 @@ def test_training_in_process_keeps_the_best_checkpoints_and_the_latest_and_resum
         assert read_history(folder) == history
     assert [metrics["val_accuracy"] for _, metrics in again.kept] == [0.9, 0.8, 0.6]
     assert not (tmp_path / "run" / "train" / "checkpoint_000005").exists()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_run_shows_each_epoch_as_a_line_and_on_a_terminal_a_live_bar_with_an_eta(monkeypatch, terminal):
+    from augtrain.training.progress import EpochLog
+
+    out = Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    shown = EpochLog(epochs=3, samples=100, first=1)  # a resumed run: epochs 2 and 3 to go
+    for epoch in (1, 2):
+        assert sum(len(b["y"]) for b in shown.counted({"y": [0] * 25} for _ in range(4))) == 100
+        if terminal:
+            assert shown.bar.tasks[0].completed == 100 * epoch
+        shown.epoch({"epoch": epoch, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.4, "val_accuracy": 0.9})
+    shown.close()
+    text = out.getvalue()
+    assert "epoch 2/3  train loss 0.5000 acc 0.8000  val loss 0.4000 acc 0.9000" in text and "epoch 3/3" in text
+    assert ("of the run, ETA" in text) == terminal and (shown.bar is not None) == terminal

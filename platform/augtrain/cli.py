@@ -127,13 +127,13 @@ def run(
 ) -> None:
     """Run a job: collect, train on Ray, evaluate (with eval.kfold: K-fold cross-validation); prints
     `run dir: PATH` last."""
-    from augtrain.config.spec import dump_job, load_job
+    from augtrain.config.spec import headline, load_job
     from augtrain.recipes.kfold import kfold_job
     from augtrain.recipes.run import run_job
 
     try:
         spec = load_job(job, overrides or [])
-        console.print(dump_job(spec), end="", markup=False)
+        console.print(headline(spec), markup=False)
         recipe = kfold_job if spec.eval.kfold else run_job
         run_dir = recipe(spec, address, echo=lambda line: console.print(line, markup=False))
     except BadInput as exc:
@@ -269,12 +269,12 @@ def tune_command(
     retry_errored: Annotated[bool, typer.Option(help="with --resume: restart errored trials from scratch")] = False,
 ) -> None:
     """Sweep the job's `tune.space` with Ray Tune; the best trial becomes the run's model."""
-    from augtrain.config.spec import dump_job, load_job
+    from augtrain.config.spec import headline, load_job
     from augtrain.recipes.tune import tune_job
 
     try:
         spec = load_job(job, overrides or [])
-        console.print(dump_job(spec), end="", markup=False)
+        console.print(headline(spec), markup=False)
         run_dir = tune_job(spec, address, lambda line: console.print(line, markup=False), resume, retry_errored)
     except BadInput as exc:
         _fail(str(exc))

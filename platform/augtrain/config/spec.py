@@ -453,6 +453,16 @@ def flatten(tree, prefix: str = "") -> list[tuple[str, object]]:
     return [(prefix.rstrip("."), json.dumps(tree) if isinstance(tree, list) else tree)]
 
 
+def headline(job: Job) -> str:
+    """The job in one line, for the top of what a run prints (the whole spec: `augtrain validate`, RUN/spec.yaml)."""
+    train = job.train
+    augment = ", ".join(t.name for t in job.augment) or "none"
+    sweep = f"; sweep over {', '.join(job.tune.space)} ({job.tune.search}, {job.tune.samples} sample(s))" if job.tune else ""
+    folds = f"; {job.eval.kfold}-fold cross-validation" if job.eval.kfold else ""
+    return (f"job {job.run.name}: {job.data.source} -> model {job.model.name}, {train.epochs} epochs of batch {train.batch_size} "
+            f"({train.optimizer}, lr {train.lr:g}, {train.schedule}), augment: {augment}, seed {train.seed}{folds}{sweep}")
+
+
 def dump_job(job: Job) -> str:
     """The resolved spec as YAML, every default filled in."""
     return yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False)

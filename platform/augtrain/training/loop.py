@@ -41,6 +41,7 @@ from augtrain.training.checkpoint import (
 )
 from augtrain.training.local import LocalSession
 from augtrain.training.plan import Plan
+from augtrain.training.progress import EpochLog
 
 SCORE = "val_accuracy"
 CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many batches (see minibatches)
@@ -246,66 +247,67 @@ def train_loop(config: dict, session) -> None:
         progress = {name: state[name] for name in progress}
         progress["restarts"] += 1
 
-    # rank 0 logs every epoch for TensorBoard beside the checkpoints (on a URI storage: into a local folder
-    # copied there after every epoch); a resumed run appends a new event file beside the old
-    board_dir = None
-    if session.rank == 0:
-        board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
-    board = SummaryWriter(board_dir) if board_dir else None
-    collate, batch_size = config["collate"], config["batch_size"]
     # one stream carries every epoch, in chunks; each worker's epoch is an equal share of the split
     # (the same number of steps everywhere, for DDP)
+    collate, batch_size = config["collate"], config["batch_size"]
     stream = iter(train_shard.iter_torch_batches(batch_size=CHUNK_BATCHES * batch_size, collate_fn=collate, device=device))
     share, carry = config["samples"] // session.world_size, []
+    # rank 0 shows the progress and logs every epoch for TensorBoard beside the checkpoints (on a URI
+    # storage: into a local folder copied there after every epoch); a resumed run appends a new event file
+    board_dir, shown = None, None
+    if session.rank == 0:
+        board_dir = tempfile.mkdtemp(prefix="tensorboard-") if is_uri(config["tensorboard"]) else config["tensorboard"]
+        shown = EpochLog(config["epochs"], share, progress["epoch"] + 1)
+    board = SummaryWriter(board_dir) if board_dir else None
     # the val split never changes: fetched once (on this node its blocks are read in place from the
     # object store, where the driver materialized them), collated every epoch
     val_batches = list(val_shard.iter_batches(batch_size=batch_size, batch_format="numpy"))
-    for epoch in range(progress["epoch"] + 1, config["epochs"]):
-        started = time.perf_counter()
-        trained = train_epoch(model, minibatches(take_rows(stream, share, carry), batch_size), optimizer, loss_fn, autocast)
-        schedule.step()
-        train_s = time.perf_counter() - started
-        seen = validate(model, val_batches, collate, device, autocast)
-        trained, seen = sum_across_workers([trained, seen], device)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": trained.loss / trained.count,
-            "train_accuracy": trained.correct / trained.count,
-            "val_loss": seen.loss / seen.count,
-            SCORE: seen.correct / seen.count,
-            "lr": optimizer.param_groups[0]["lr"],
-            "restarts": progress["restarts"],
-            "train_s": train_s,
-            "val_s": time.perf_counter() - started - train_s,
-            "time": time.time(),
-        }
-        improved = metrics[SCORE] > progress["best"]
-        progress.update(epoch=epoch, history=[*progress["history"], metrics], stale=0 if improved else progress["stale"] + 1,
-                        best=metrics[SCORE] if improved else progress["best"])
+    try:
+        for epoch in range(progress["epoch"] + 1, config["epochs"]):
+            started = time.perf_counter()
+            batches = minibatches(take_rows(stream, share, carry), batch_size)
+            trained = train_epoch(model, shown.counted(batches) if shown else batches, optimizer, loss_fn, autocast)
+            schedule.step()
+            train_s = time.perf_counter() - started
+            seen = validate(model, val_batches, collate, device, autocast)
+            trained, seen = sum_across_workers([trained, seen], device)
+            metrics = {
+                "epoch": epoch,
+                "train_loss": trained.loss / trained.count,
+                "train_accuracy": trained.correct / trained.count,
+                "val_loss": seen.loss / seen.count,
+                SCORE: seen.correct / seen.count,
+                "lr": optimizer.param_groups[0]["lr"],
+                "restarts": progress["restarts"],
+                "train_s": train_s,
+                "val_s": time.perf_counter() - started - train_s,
+                "time": time.time(),
+            }
+            improved = metrics[SCORE] > progress["best"]
+            progress.update(epoch=epoch, history=[*progress["history"], metrics], stale=0 if improved else progress["stale"] + 1,
+                            best=metrics[SCORE] if improved else progress["best"])
 
-        # checkpoint + report: rank 0 writes, every rank reports
-        with tempfile.TemporaryDirectory() as folder:
-            if session.rank == 0:
-                save_checkpoint(folder, bare, optimizer, schedule, progress)
-                log_epoch(board, board_dir, config, metrics)
-            session.report(metrics, folder if session.rank == 0 else None)
-        if config["patience"] and progress["stale"] >= config["patience"]:
-            break
-    if board:
-        board.close()
+            # checkpoint + report: rank 0 writes, every rank reports
+            with tempfile.TemporaryDirectory() as folder:
+                if session.rank == 0:
+                    save_checkpoint(folder, bare, optimizer, schedule, progress)
+                    log_epoch(board, board_dir, config, metrics)
+                    shown.epoch(metrics)
+                session.report(metrics, folder if session.rank == 0 else None)
+            if config["patience"] and progress["stale"] >= config["patience"]:
+                break
+    finally:
+        if board:
+            board.close()
+            shown.close()
 
 
 def log_epoch(board: SummaryWriter, board_dir: str, config: dict, metrics: dict) -> None:
-    """Rank 0's epoch: TensorBoard scalars (copied to a URI storage) and the progress line."""
+    """Rank 0's epoch in TensorBoard (copied to a URI storage)."""
     for name in ("train_loss", "train_accuracy", "val_loss", SCORE, "lr"):
         board.add_scalar(name, metrics[name], metrics["epoch"] + 1)
     board.flush()
     publish(Path(board_dir), config["tensorboard"])
-    print(
-        f"epoch {metrics['epoch'] + 1}/{config['epochs']}  train loss {metrics['train_loss']:.4f} "
-        f"acc {metrics['train_accuracy']:.4f}  val loss {metrics['val_loss']:.4f} acc {metrics[SCORE]:.4f}",
-        flush=True,
-    )
 
 
 def in_process(job: Job, plan: Plan) -> bool:
@@ -319,12 +321,14 @@ def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune
     go to `storage`/train (a folder or URI), the best k by val accuracy kept. A `tune_trial` reports every
     epoch to Tune. Returns a ray.train.Result (or a LocalResult with the same fields)."""
     # the data workers' share of the CPUs; blocks reach the trainer in the order they were listed (seeded runs)
-    options = DataContext.get_current().execution_options
+    context, here = DataContext.get_current(), in_process(job, plan)
+    options = context.execution_options
     options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
     options.preserve_order = True
+    context.enable_progress_bars &= not here  # the loop's own bar (training/progress.py) stands in for Ray Data's
     datasets, samples = data.for_training(job, plan, fold)
     config = loop_config(job, data, plan, storage, samples)
-    if in_process(job, plan):
+    if here:
         tell = None
         if tune_trial:
             from ray import tune

@@ -22,6 +22,8 @@ def start_ray(address: str | None = None) -> None:
     # Collect's tasks take their part of the source as a row: a Python object that Ray Data pickles,
     # after telling that it could not make an Arrow column of it
     logging.getLogger("ray.data._internal.tensor_extensions.arrow").setLevel(logging.ERROR)
+    # that the embedded Ray turned token authentication on, as it should: not the user's business
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
