@@ -1,10 +1,10 @@
-"""Issue 7, goal 5: what a Ray Tune sweep adds on top of its trials' own compute.
+"""Issues 7 and 24: what a Ray Tune sweep adds on top of its trials' own compute.
 
 A 4-trial grid (lr) of the digits CNN tune job, 15 epochs each, no early stopping, as many trials at once
 as the plan fits (one on 2 CPUs). A trial's own compute is its epochs x its median epoch compute (train
 pass + validation pass, timed inside the train loop). The sweep's wall time (Ray already up, the dataset
 collected) covers everything else: trial and worker-group start-up, the data streams' start, reporting,
-checkpoint I/O, picking and evaluating the best trial. Goal: wall / compute <= 1.20.
+checkpoint I/O, picking and evaluating the best trial. Goal (issue 24): wall / compute <= 1.5.
 """
 
 import statistics
@@ -46,7 +46,7 @@ def main() -> None:
     compute = sum(len(h) * statistics.median(e["train_s"] + e["val_s"] for e in h) for h in histories)
     ratio = wall / compute
     record("tune_overhead", f"ratio={ratio:.2f} (sweep wall {wall:.1f} s, trials' own compute {compute:.1f} s, "
-           f"{len(histories)} trials x {EPOCHS} epochs, one at a time)", "<=1.20", ratio <= 1.20)
+           f"{len(histories)} trials x {EPOCHS} epochs, one at a time)", "<=1.5", ratio <= 1.5)
 
 
 if __name__ == "__main__":

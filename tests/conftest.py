@@ -59,7 +59,7 @@ def smoke_run(tmp_path, job, command="run", *extra):
     assert [h["epoch"] for h in metrics["history"]] == [0, 1]
     assert (run_dir / "confusion_matrix.png").stat().st_size > 0
     assert load_job(run_dir / "spec.yaml").train.epochs == 2
-    assert "plan: 1 train worker(s)" in result.output and "test accuracy" in result.output
+    assert " train worker(s) x " in result.output and "test accuracy" in result.output  # the plan line
     # a compact header, not the whole spec (run dir/spec.yaml holds it); none of Ray's notices
     assert result.output.splitlines()[0] == headline(load_job(job, smoke(tmp_path, *extra)))
     assert "Progress bars disabled" not in result.output and "authentication" not in result.output

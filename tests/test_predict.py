@@ -1,4 +1,4 @@
-"""augtrain predict: Ray Data batch inference from a bundle, bad inputs quarantined like collect does."""
+"""augtrain predict: batch inference from a bundle (in process, or Ray Data), bad inputs quarantined like collect does."""
 
 import json
 import os
@@ -31,7 +31,7 @@ def predict(*args):
     return result.output
 
 
-def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(finished_run, tmp_path):
+def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(ray_session, finished_run, tmp_path):
     images, labels = run_test_split(finished_run)
     folder = tmp_path / "images"
     for i, (image, label) in enumerate(zip(images, labels)):
@@ -50,6 +50,13 @@ def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(finished
     out = tmp_path / "out" / "preds.parquet"
     output = predict(finished_run, folder, "--out", out)
     assert f"predicted {len(images)} input(s)" in output and "quarantined 7 input(s)" in output
+    assert "in this process" in output  # a few hundred inputs, no cluster named: no Ray
+    # on a cluster (here: the session's Ray, named) Ray Data tasks decode and an actor pool scores: the same rows
+    address = ray_session.get_runtime_context().gcs_address
+    assert "actor(s)" in predict(finished_run, folder, "--out", tmp_path / "ray" / "preds.parquet", "--address", address)
+    for name in ("preds.parquet", "preds.quarantine.parquet"):
+        here, there = (pq.read_table(tmp_path / side / name).sort_by("id") for side in ("out", "ray"))
+        assert here.equals(there), name
 
     predictions = pq.read_table(out).to_pylist()
     assert len(predictions) == len(images) and {p["id"] for p in predictions} == {

@@ -85,13 +85,15 @@ def kill_after_the_first_trial(job: Path, address: str, location: Path, *overrid
     return {p: p.read_text() for p in finished}
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["trials-train-in-process", "trials-on-ray-train"])
 @pytest.mark.parametrize("job", TUNE_JOBS, ids=lambda p: p.name)
-def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_the_best(ray_session, tmp_path, job):
+def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_the_best(ray_session, tmp_path, job, workers):
     from conftest import smoke, smoke_run
 
-    # kept at a URI (pyarrow's file://, the code path of s3:// and gs://): trials checkpoint there
+    # kept at a URI (pyarrow's file://, the code path of s3:// and gs://): trials checkpoint there; one worker
+    # trains in the trial's process (training/local.py), two on a Ray Train worker group in the trial
     sweep = ["tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}", "tune.search=grid",
-             "tune.scheduler.name=none", f"run.storage_path=file://{tmp_path}/bucket"]
+             "tune.scheduler.name=none", f"run.storage_path=file://{tmp_path}/bucket", f"scaling.workers={workers}"]
     kept_at = tmp_path / "bucket" / job.stem
     address = ray_session.get_runtime_context().gcs_address
     done_results = kill_after_the_first_trial(job, address, kept_at, *smoke(tmp_path, *sweep))

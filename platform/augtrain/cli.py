@@ -177,7 +177,8 @@ def predict(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
     public_key: PublicKey = None,
 ) -> None:
-    """Batch inference with Ray Data: one row per input with the predicted class and class probabilities."""
+    """Batch inference: one row per input with the predicted class and class probabilities (up to 10,000
+    inputs and no cluster named: in this process; more, or a cluster: Ray Data and an actor pool)."""
     from augtrain.serving.predict import predict as predict_source
     from augtrain.serving.predict import quarantine_path
 
@@ -219,14 +220,14 @@ def explain(
     source: Annotated[Path, typer.Argument(help="an image folder, a .csv/.parquet table, or a .ts/.tsv/.npz file")],
     out: Annotated[Path, typer.Option(help="folder for attributions.png and attributions.npz")] = Path("explain"),
     limit: Annotated[int, typer.Option(min=1, help="how many inputs (the first readable ones)")] = 8,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
     public_key: PublicKey = None,
 ) -> None:
-    """Integrated Gradients attribution maps of the model's predicted class for the first inputs."""
+    """Integrated Gradients attribution maps of the model's predicted class for the first inputs (in this
+    process, no Ray)."""
     from augtrain.serving.explain import explain_inputs
 
     try:
-        written = explain_inputs(bundle, source, out, limit, address, public_key)
+        written = explain_inputs(bundle, source, out, limit, public_key)
     except BadInput as exc:
         _fail(str(exc))
     console.print(f"attributions of {written} input(s) -> {out / 'attributions.png'}", markup=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -58,18 +58,34 @@ class Records:
     labels: list[str]
 
 
+def _chunks(listing: Listing, size: int) -> list[Records]:
+    return [Records(listing.keys[start : start + size], listing.ids[start : start + size],
+                    listing.labels[start : start + size]) for start in range(0, len(listing.ids), size)]
+
+
+def _refused(listing: Listing) -> list[dict]:
+    """The entries a listing refused, as decoded rows carry them."""
+    return [{"id": id_, "label": "", "x": b"", "reason": reason} for id_, reason in listing.rejects]
+
+
 def decoded_rows(listing: Listing, size: int = 256):
     """A Ray Data dataset of rows (id, label, x bytes, reason) of every record of `listing` and every
     entry it refused, decoded in tasks as the driver reads on (prediction inputs)."""
     import ray
 
-    chunks = [Records(listing.keys[start : start + size], listing.ids[start : start + size],
-                      listing.labels[start : start + size]) for start in range(0, len(listing.ids), size)]
-    refused = [{"id": id_, "label": "", "x": b"", "reason": reason} for id_, reason in listing.rejects]
+    chunks = _chunks(listing, size)
     ds = ray.data.from_items([{"records": chunk} for chunk in chunks], override_num_blocks=max(1, len(chunks)))
     ds = ds.map_batches(_decode, fn_kwargs={"reader": listing.reader}, batch_size=1, batch_format="numpy",
                         num_cpus=0.5)
-    return ds.union(ray.data.from_items(refused)) if refused else ds
+    return ds.union(ray.data.from_items(_refused(listing))) if listing.rejects else ds
+
+
+def decoded_batches(listing: Listing, size: int = 256) -> Iterator[dict]:
+    """The rows of `decoded_rows`, decoded in this process: batches of `size` records, then the refused."""
+    for chunk in _chunks(listing, size):
+        yield _decode({"records": [chunk]}, listing.reader)
+    if listing.rejects:
+        yield {name: np.asarray([row[name] for row in _refused(listing)], dtype=object) for name in ("id", "label", "x", "reason")}
 
 
 def _decode(batch: dict, reader: Reader) -> dict:

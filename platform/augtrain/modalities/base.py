@@ -134,10 +134,9 @@ class Modality:
 
     # --- predict ---
     def prediction_inputs(self, data: Data, shape: list[int]):
-        """(a Ray Data dataset of rows id, label, x bytes, reason; the layout of x) for `data.source`, listed
-        as `collect` lists it (labels optional) and decoded in Ray Data tasks as it is read."""
+        """(the listing of `data.source`, as `collect` lists it, labels optional; the layout of its decoded
+        samples; whether it has labels): `datasets.tasks` decodes it in Ray Data tasks or in this process."""
         from augtrain.datasets.sources import SourceError
-        from augtrain.datasets.tasks import decoded_rows
 
         takes = f"{self.samples_name} of shape {list(shape)}"
         if not self.claims(data):
@@ -147,4 +146,4 @@ class Modality:
         if self.fixed_shape and found != list(shape):
             raise SourceError(f"{data.source}: {self.samples_name} of shape {found} do not fit the model ({takes})")
         layout = {"dtype": listing.reader.dtype if listing.ids else "float32", "shape": found}
-        return decoded_rows(listing), layout, any(listing.labels)
+        return listing, layout, any(listing.labels)

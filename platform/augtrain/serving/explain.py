@@ -1,5 +1,5 @@
 """Explain inputs: Integrated Gradients attribution maps for the first inputs of a folder or file, read
-as `augtrain predict` reads them."""
+as `augtrain predict` reads them, in this process (a few inputs: no Ray)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from augtrain.artifacts.bundle import load_bundle
 from augtrain.artifacts.explain import explain_samples
 from augtrain.datasets.format import decode_samples
 from augtrain.datasets.sources import SourceError
+from augtrain.datasets.tasks import decoded_batches
 from augtrain.serving.predict import model_ready, read_inputs
-from augtrain.training.runtime import start_ray
 
 
-def explain_inputs(bundle_path: Path, source: Path, out: Path, limit: int, address: str | None = None,
-                   public_key: str | None = None) -> int:
+def explain_inputs(bundle_path: Path, source: Path, out: Path, limit: int, public_key: str | None = None) -> int:
     """Attribution maps for the first `limit` readable inputs of `source`: out/attributions.png and .npz."""
     bundle = load_bundle(bundle_path, public_key)
-    start_ray(address)
-    ds, layout, _ = read_inputs(bundle, source)
-    rows = ds.filter(lambda row: row["reason"] == "").take(limit)
+    listing, layout, _ = read_inputs(bundle, source)
+    rows = []
+    for batch in decoded_batches(listing, limit):  # in this process: a few inputs, a few chunks decoded
+        rows += [{name: batch[name][i] for name in batch} for i in np.flatnonzero(batch["reason"] == "")]
+        if len(rows) >= limit:
+            break
+    rows = rows[:limit]
     if not rows:
         raise SourceError(f"{source}: no readable inputs to explain")
     samples = model_ready(bundle, decode_samples([row["x"] for row in rows], layout))
