@@ -61,7 +61,8 @@ def smoke_run(tmp_path, job, command="run", *extra):
     assert load_job(run_dir / "spec.yaml").train.epochs == 2
     assert " train worker(s) x " in result.output and "test accuracy" in result.output  # the plan line
     # a compact header, not the whole spec (run dir/spec.yaml holds it); none of Ray's notices
-    assert result.output.splitlines()[0] == headline(load_job(job, smoke(tmp_path, *extra)))
+    overrides = smoke(tmp_path, *(item for item in extra if not item.startswith("--")))
+    assert result.output.splitlines()[0] == headline(load_job(job, overrides))
     assert "Progress bars disabled" not in result.output and "authentication" not in result.output
     assert (run_dir / "train").is_dir() and (run_dir / "normalization.json").is_file()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,6 @@ def configure_data(progress_bars: bool = True) -> None:
     # planned data share can leave unfilled forever: read Parquet with the V1 reader.
     context.use_datasource_v2 = False
     context.enable_progress_bars = progress_bars and sys.stdout.isatty()
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
 
 
 def prepare(batch: dict, manifest: dict, stats: dict, reader: Modality) -> dict:

@@ -15,15 +15,23 @@ REPORT_POLL_S = 0.1
 IDLE_WORKERS_PER_CPU = 2
 
 
-def start_ray(address: str | None = None) -> None:
-    """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray."""
-    configure_data()
+def quiet() -> None:
+    """Keep out Ray's notices that need nothing from the user, in this process (the driver, and every Ray
+    worker process of a run: its `worker_process_setup_hook`)."""
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # Collect's tasks take their part of the source as a row: a Python object that Ray Data pickles,
     # after telling that it could not make an Arrow column of it
     logging.getLogger("ray.data._internal.tensor_extensions.arrow").setLevel(logging.ERROR)
-    # that the embedded Ray turned token authentication on, as it should: not the user's business
+    # that the embedded Ray turned token authentication on, as it should
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    # "Progress bars disabled": they are, off a terminal and where the train loop shows its own
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def start_ray(address: str | None = None) -> None:
+    """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray."""
+    configure_data()
+    quiet()
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -37,15 +45,16 @@ def start_ray(address: str | None = None) -> None:
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(REPORT_POLL_S),
     }
     logs = ray.LoggingConfig(log_level="WARNING")
+    runtime_env = {"env_vars": env, "worker_process_setup_hook": quiet}
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, logging_config=logs)
+        ray.init(address=address, runtime_env=runtime_env, logging_config=logs)
     else:
         # Ray Train starts an actor per run that watches for nodes being drained (spot preemption):
         # one more process start per run, and the one node of an embedded Ray is never drained.
         env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         ray.init(
             dashboard_host="127.0.0.1",
-            runtime_env={"env_vars": env},
+            runtime_env=runtime_env,
             logging_config=logs,
             _system_config={"num_workers_soft_limit": IDLE_WORKERS_PER_CPU * (os.cpu_count() or 1)},
         )
