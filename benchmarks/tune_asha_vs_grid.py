@@ -17,6 +17,7 @@ from augtrain.config.spec import load_job
 from augtrain.datasets.collect import collect
 from augtrain.datasets.format import split_files
 from augtrain.recipes.tune import tune_job
+from augtrain.training.runtime import start_ray
 from common import record
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
@@ -54,6 +55,7 @@ def main() -> None:
     augmentations), alternating grid and ASHA; rows carry the mean and the spread over the seeds."""
     work = Path(tempfile.mkdtemp(prefix="augtrain-bench-"))
     common = [f"run.storage_path={work / 'runs'}", f"data.path={work / 'digits'}", *sys.argv[1:]]
+    start_ray()
     dataset = collect(load_job(JOB, common).data).path
     svc = svc_test_accuracy(dataset)
     runs = []

@@ -1,4 +1,5 @@
-"""Train: one readable train_loop_per_worker run by Ray Train's TorchTrainer (DDP across workers)."""
+"""Train: one readable train loop, run by Ray Train's TorchTrainer (DDP across workers) or, for one CPU worker
+without restarts, in the process that starts the run (training/local.py)."""
 
 from __future__ import annotations
 
