@@ -3,6 +3,7 @@
 import datetime
 import os
 import platform as stdlib_platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -34,6 +35,14 @@ def record(name: str, result: str, goal: str, passed: bool | None) -> None:
     row = f"| {datetime.date.today()} | {name} | {result} | {goal} | {verdict} | {machine()} | `{command}` |\n"
     with RESULTS.open("a") as out:
         out.write(row)
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> tuple[float, str]:
+    """The median of the ratios of alternated repetitions (ours[i] / theirs[i]) and the row's text for it,
+    `ratio=M (spread LO-HI`, left open for the rest of the row."""
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    ratio = statistics.median(ratios)
+    return ratio, f"ratio={ratio:.2f} (spread {min(ratios):.2f}-{max(ratios):.2f}"
 
 
 def process_tree(root: int) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from augtrain.datasets.format import decode_samples, read_manifest, split_files
-from common import record
+from common import paired_ratio, record
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,19 +60,18 @@ def main() -> None:
             folder = tmp / "images" / manifest["classes"][labels[i % len(labels)]]
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i % len(images)][..., 0]).save(folder / f"{i}.png")
-        ratios, walls = [], {"augtrain": [], "plain": []}
+        walls = {"augtrain": [], "plain": []}
         for _ in range(REPEATS):
             ours = timed([AUGTRAIN, "predict", str(run_dir), str(tmp / "images"), "--out", str(tmp / "ours.parquet")])
             plain = timed([sys.executable, "-c", PLAIN, str(run_dir / "model"), str(tmp / "images"), str(tmp / "plain.parquet")])
             walls["augtrain"].append(ours)
             walls["plain"].append(plain)
-            ratios.append(ours / plain)
         ours_rows, plain_rows = (pq.read_table(tmp / f"{side}.parquet").sort_by("id") for side in ("ours", "plain"))
         agree = sum(a == b for a, b in zip(ours_rows.column("predicted").to_pylist(), plain_rows.column("predicted").to_pylist()))
         accuracy = sum(r["predicted"] == r["label"] for r in ours_rows.select(["predicted", "label"]).to_pylist()) / ours_rows.num_rows
     assert ours_rows.num_rows == plain_rows.num_rows == INPUTS and agree == INPUTS, (ours_rows.num_rows, agree)
-    ratio = statistics.median(ratios)
-    record("predict_small", f"ratio={ratio:.2f} (spread {min(ratios):.2f}-{max(ratios):.2f}; augtrain predict "
+    ratio, text = paired_ratio(walls["augtrain"], walls["plain"])
+    record("predict_small", f"{text}; augtrain predict "
            f"{statistics.median(walls['augtrain']):.1f} s vs plain script {statistics.median(walls['plain']):.1f} s, medians of "
            f"{REPEATS} alternating fresh-process runs; {INPUTS} 8x8 PNGs, same predictions, accuracy {accuracy:.4f}; "
            f"{json.dumps(sorted(walls['augtrain']))} / {json.dumps(sorted(walls['plain']))} s)", "<=2.0", ratio <= 2.0)
