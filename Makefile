@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench
+.PHONY: demo test bench bench-quick
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,5 +20,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+# exit status 1 when any benchmark row is FAIL or a script crashes (benchmarks/run_all.py says which)
 bench: $(VENV)/.installed
-	cd benchmarks && for script in $$(ls *.py | grep -v -e common.py -e fsdd.py); do PYTHONPATH=. ../$(PY) $$script || exit 1; done
+	cd benchmarks && ../$(PY) run_all.py
+
+bench-quick: $(VENV)/.installed
+	cd benchmarks && ../$(PY) run_all.py --quick

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from augtrain.config.spec import load_job
 from augtrain.recipes.run import run_job
-from common import record
-from fsdd import prepare
+from common import at_least, record
+from fsdd import RECORDINGS, prepare
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 UNSEEN = "lucas"  # a speaker held out whole: augmentation's effect on a voice never heard in training
@@ -35,7 +35,7 @@ CASES = [  # (name, job file, overrides, goal, the speaker held out as the test 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fsdd", type=Path, default=Path(__file__).resolve().parents[2] / "shared/datasets/fsdd/recordings")
+    parser.add_argument("--fsdd", type=Path, default=RECORDINGS)
     parser.add_argument("seeds", nargs="?", type=int, default=3)
     parser.add_argument("cases", nargs="*")
     args = parser.parse_args()
@@ -54,7 +54,7 @@ def main() -> None:
         mean = statistics.mean(scores)
         tested = f"the 500 recordings of {speaker}, trained on the other 5 speakers" if speaker else "300 test recordings"
         result = f"mean={mean:.4f} seeds=[{', '.join(f'{s:.4f}' for s in scores)}] ({tested})"
-        record(name, result, f">={goal}" if goal else "none", None if goal is None else mean >= goal)
+        record(name, result, goal and at_least(goal), mean)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import measured, process_tree, record
+from common import at_least, at_most, measured, process_tree, record
 from PIL import Image
 
 CACHE = Path(__file__).resolve().parents[1] / "data" / "collect_scaling"
@@ -41,6 +41,7 @@ SIZE = (224, 224)  # (W, H) of data.resize
 SAMPLE_BYTES = SIZE[0] * SIZE[1] * 3
 SHARD_BYTES = 16 * 2**20  # what collect's BYTES_PER_SHARD was
 OBJECT_STORE = 2**30
+MEMORY, LINEAR, FASTER = at_most(1.25), at_most(0.15), at_least(1.6)
 
 
 def image_folder(per_class: int) -> Path:
@@ -169,27 +170,30 @@ def main() -> None:
              f"{OBJECT_STORE / 2**30:.0f} GiB, seen: {seen}) vs the baseline (1 process, 1 CPU); "
              f"{per_class * len(CLASSES)} JPEGs at 1x, {n_last} at {last}x = {n_last * SAMPLE_BYTES / 1e9:.2f} GB "
              f"decoded at 224x224x3; {repeats} alternating repetitions per scale, median [min-max]")
-    emit = (lambda *row: print("QUICK", *row)) if args.quick else record
+    def quick(name: str, result: str, goal, value: float) -> None:
+        print("QUICK", name, result, goal, "PASS" if goal.met(value) else "FAIL")
+
+    emit = quick if args.quick else record
 
     memory = np.median(peaks[last]) / np.median(peaks[scales[0]])
     mibs = ", ".join(f"{k}x {spread(peaks[k], ' MiB')}" for k in scales)
     base_peak = spread([run[1] / 2**20 for run in runs[last]["baseline"]], " MiB")
     emit("collect_scaling_memory", f"ratio={memory:.2f} (collect peak PSS: {mibs}; baseline at {last}x: {base_peak}; "
-         f"{setup})", "<=1.25", memory <= 1.25)
+         f"{setup})", MEMORY, memory)
 
     medians = [float(np.median(walls[k])) for k in scales]
     slope, intercept = np.polyfit(scales, medians, 1)
     deviation = max(abs(w - (intercept + slope * k)) / w for k, w in zip(scales, medians))
     times = ", ".join(f"{k}x {spread(walls[k], ' s')}" for k in scales)
     emit("collect_scaling_linear", f"deviation={deviation:.2f} (collect wall: {times}; fit {intercept:.1f} s + "
-         f"{slope:.2f} s per 1x; {setup})", "<=0.15", deviation <= 0.15)
+         f"{slope:.2f} s per 1x; {setup})", LINEAR, deviation)
 
     base_walls = [run[0] for run in runs[last]["baseline"]]
     speedup = float(np.median([b / a for a, b in zip(walls[last], base_walls)]))
     rates = [n_last / np.median(w) for w in (walls[last], base_walls)]
     emit("collect_scaling_end_to_end", f"ratio={speedup:.2f} (whole commands at {last}x, Ray's start included: "
          f"collect {rates[0]:.0f} img/s, {spread(walls[last], ' s')}; baseline {rates[1]:.0f} img/s, "
-         f"{spread(base_walls, ' s')}; {setup})", ">=1.6", speedup >= 1.6)
+         f"{spread(base_walls, ' s')}; {setup})", FASTER, speedup)
 
     # throughput at scale: images per second of each added image, the slopes of both sides' fitted lines
     base_slope = np.polyfit(scales, [float(np.median([r[0] for r in runs[k]["baseline"]])) for k in scales], 1)[0]
@@ -198,7 +202,7 @@ def main() -> None:
     emit("collect_scaling_throughput", f"ratio={marginal:.2f} (images/s at scale, from the slopes of wall time "
          f"against size 1x-{last}x: collect {per_image / slope:.0f} img/s ({slope:.2f} s per 1x, start-up "
          f"{intercept:.1f} s), baseline {per_image / base_slope:.0f} img/s ({base_slope:.2f} s per 1x); {setup})",
-         ">=1.6", marginal >= 1.6)
+         FASTER, marginal)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = "| date | benchmark | result | goal | pass | machine | command |\n|---|---|---|---|---|---|---|\n"
@@ -25,24 +26,80 @@ def machine() -> str:
     )
 
 
-def record(name: str, result: str, goal: str, passed: bool | None) -> None:
-    """Print the BENCH line and append a row to RESULTS.md; `passed=None` is a figure without a goal (INFO)."""
-    verdict = "INFO" if passed is None else "PASS" if passed else "FAIL"
-    print(f"BENCH {name} {result} goal={goal} {verdict}", flush=True)
+class Goal(NamedTuple):
+    """A verdict's bound: a figure must be at most (or at least) `bound`."""
+
+    bound: float
+    at_most: bool
+
+    def __str__(self) -> str:
+        return f"{'<=' if self.at_most else '>='}{self.bound:g}"
+
+    def met(self, value: float) -> bool:
+        return value <= self.bound if self.at_most else value >= self.bound
+
+
+def at_most(bound: float) -> Goal:
+    return Goal(bound, True)
+
+
+def at_least(bound: float) -> Goal:
+    return Goal(bound, False)
+
+
+def record(name: str, result: str, goal: Goal | None, value: float | None = None) -> bool:
+    """Print the BENCH line and append a row to RESULTS.md; PASS if `value` meets `goal`, FAIL if not, INFO
+    for a figure without a goal. Returns whether it failed."""
+    verdict = "INFO" if goal is None else "PASS" if goal.met(value) else "FAIL"
+    goal_text = "none" if goal is None else str(goal)
+    print(f"BENCH {name} {result} goal={goal_text} {verdict}", flush=True)
     if not RESULTS.exists() or "| date |" not in RESULTS.read_text():
         RESULTS.write_text("# Benchmark results\n\nRows are appended by `make bench` (newest last).\n\n" + HEADER)
     command = " ".join(["cd benchmarks && PYTHONPATH=. python", Path(sys.argv[0]).name, *sys.argv[1:]])
-    row = f"| {datetime.date.today()} | {name} | {result} | {goal} | {verdict} | {machine()} | `{command}` |\n"
+    row = f"| {datetime.date.today()} | {name} | {result} | {goal_text} | {verdict} | {machine()} | `{command}` |\n"
     with RESULTS.open("a") as out:
         out.write(row)
+    return verdict == "FAIL"
 
 
-def paired_ratio(ours: list[float], theirs: list[float]) -> tuple[float, str]:
-    """The median of the ratios of alternated repetitions (ours[i] / theirs[i]) and the row's text for it,
-    `ratio=M (spread LO-HI`, left open for the rest of the row."""
-    ratios = [a / b for a, b in zip(ours, theirs)]
-    ratio = statistics.median(ratios)
-    return ratio, f"ratio={ratio:.2f} (spread {min(ratios):.2f}-{max(ratios):.2f}"
+def repeated(label: str, values: list[float], goal: Goal | None = None, digits: int = 2) -> tuple[float, str]:
+    """The median of repeated measurements and the row's text for it, `LABEL=M (median of N, spread LO-HI`,
+    flagged when the goal lies inside the spread (the repetitions disagree on the verdict); left open for the
+    rest of the row."""
+    median, low, high = statistics.median(values), min(values), max(values)
+    text = f"{label}={median:.{digits}f} (median of {len(values)}, spread {low:.{digits}f}-{high:.{digits}f}"
+    if goal is not None and goal.met(low) != goal.met(high):
+        text += ", NOISY: the spread crosses the goal"
+    return median, text
+
+
+def paired_ratio(ours: list[float], theirs: list[float], goal: Goal | None = None) -> tuple[float, str]:
+    """`repeated` for the ratios of alternated repetitions, ours[i] / theirs[i]."""
+    return repeated("ratio", [a / b for a, b in zip(ours, theirs)], goal)
+
+
+def alternated(sides: dict, passes: int) -> dict[str, list[float]]:
+    """Items per second of each side's passes (a side is a callable that runs one pass and returns its item
+    count): one warm-up pass of each (worker start, imports), then `passes` timed passes alternating."""
+    for run_pass in sides.values():
+        run_pass()
+    rates = {side: [] for side in sides}
+    for _ in range(passes):
+        for side, run_pass in sides.items():
+            start = time.perf_counter()
+            items = run_pass()
+            rates[side].append(items / (time.perf_counter() - start))
+    return rates
+
+
+def encoded_batches(dataset: str, size: int, extra):
+    """(a batch's encoded samples of the collected train split, extra) for a pool's workers, in file order."""
+    import pyarrow.parquet as pq
+    from augtrain.datasets.format import split_files
+
+    for file in split_files(dataset, "train"):
+        for batch in pq.ParquetFile(file).iter_batches(size, columns=["x"]):
+            yield batch.column("x").to_pylist(), extra
 
 
 def process_tree(root: int) -> list[int]:

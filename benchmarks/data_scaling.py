@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from augtrain.config.spec import load_job
 from augtrain.modalities.image.augment import build_pipeline
-from common import measured, record
+from common import at_most, measured, record
 from sklearn.datasets import load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +60,10 @@ def main() -> None:
     deviation = max(abs(w - (intercept + slope * k)) / w for k, w in zip(SCALES, walls))
     times = ", ".join(f"{k}x {w:.1f} s" for k, w in zip(SCALES, walls))
     record("data_scaling_linear", f"deviation={deviation:.2f} ({times}; fit {intercept:.1f} s + {slope:.2f} s per 1x)",
-           "<=0.15", deviation <= 0.15)
+           at_most(0.15), deviation)
     memory = peaks[-1] / peaks[0]
     mibs = ", ".join(f"{k}x {p / 2**20:.0f}" for k, p in zip(SCALES, peaks))
-    record("data_scaling_memory", f"ratio={memory:.2f} (peak PSS MiB: {mibs})", "<=1.25", memory <= 1.25)
+    record("data_scaling_memory", f"ratio={memory:.2f} (peak PSS MiB: {mibs})", at_most(1.25), memory)
 
 
 if __name__ == "__main__":

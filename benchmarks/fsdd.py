@@ -16,6 +16,7 @@ from pathlib import Path
 
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
 TEST_INDEXES = range(5)
+RECORDINGS = Path(__file__).resolve().parents[2] / "shared/datasets/fsdd/recordings"  # the team's copy beside the checkout
 
 
 def prepare(recordings: Path, out: Path, test_speaker: str | None = None) -> Path:

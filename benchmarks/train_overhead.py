@@ -4,6 +4,7 @@ The main digits job runs through augtrain (Ray Data streaming the augmentation, 
 checkpoint and report per epoch). The baseline is a plain loop in this process over in-memory tensors
 augmented once up front with the same Compose: same model, optimizer, schedule, batch size, torch
 threads (the plan's threads per worker). Steady state: median over the epochs after the first two.
+REPEATS alternating repetitions (augtrain's run, then the plain loop); each row is the median with its spread.
 - ingest: train-pass samples/s, augtrain / plain (goal >= 0.85)
 - epoch: whole-epoch time (train, validate, checkpoint, report), augtrain / plain (goal <= 1.15)
 - flops: achieved training FLOP/s (samples/s x FLOPs per sample, counted by torch's FlopCounterMode
@@ -29,13 +30,15 @@ from augtrain.modalities.image.augment import augment_images, build_pipeline
 from augtrain.recipes.run import run_job
 from augtrain.training.loop import make_optimizer, make_schedule
 from augtrain.training.plan import plan_resources
-from common import record
+from common import at_least, at_most, record, repeated
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "digits_cnn.yaml"
 EPOCHS = 12
 WARM = 2  # epochs left out of the steady state
+REPEATS = 3
+INGEST, EPOCH, FLOPS = at_least(0.85), at_most(1.15), at_least(0.25)
 
 
 def plain_loop(job, manifest: dict, stats: dict, dataset: Path, threads: int) -> tuple[list[float], list[float]]:
@@ -90,39 +93,52 @@ def mm_flops(threads: int, n: int = 1024, repeats: int = 20) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
+def augtrain_run(overrides: list[str]) -> tuple:
+    """One `run_job` of the main job: (job, its epochs' history, manifest, stats, dataset, threads, wall,
+    seconds from the start to the first finished epoch); Ray is shut down after it."""
+    job = load_job(JOB, [*overrides, f"train.epochs={EPOCHS}"])
+    start = time.time()
+    run_dir = run_job(job, echo=lambda line: None)
+    wall = time.time() - start
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    dataset = Path(metrics["dataset"]["path"])
+    stats = json.loads((run_dir / "normalization.json").read_text())
+    threads = plan_resources(job.scaling, ray.cluster_resources()["CPU"]).threads_per_worker
+    ray.shutdown()  # the plain loop gets the machine to itself, as the Train worker had its share
+    history = metrics["history"]
+    return job, history, read_manifest(dataset), stats, dataset, threads, wall, history[0]["time"] - start
+
+
 def main() -> None:
+    ingest, epoch, flops, sides, starts = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        job = load_job(JOB, [f"run.storage_path={tmp}/runs", f"train.epochs={EPOCHS}"])
-        start = time.time()
-        run_dir = run_job(job, echo=lambda line: None)
-        wall = time.time() - start
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        history = metrics["history"]
-        dataset = Path(metrics["dataset"]["path"])
-        manifest, stats = read_manifest(dataset), json.loads((run_dir / "normalization.json").read_text())
-        threads = plan_resources(job.scaling, ray.cluster_resources()["CPU"]).threads_per_worker
-        ray.shutdown()  # the plain loop gets the machine to itself, as the Train worker had its share
-
-    # augtrain: train-pass seconds per epoch; epoch periods between consecutive reports
-    ours_train = statistics.median(h["train_s"] for h in history[WARM:])
-    ours_epoch = statistics.median(np.diff([h["time"] for h in history])[WARM - 1 :])
-    first_epoch = history[0]["time"] - start  # Ray start, collect, stats, worker start, first epoch
-    train_s, epoch_s = plain_loop(job, manifest, stats, dataset, threads)
-    plain_train, plain_epoch = statistics.median(train_s[WARM:]), statistics.median(epoch_s[WARM:])
-    n_train = sum(manifest["counts"]["train"].values())
-
-    ingest = plain_train / ours_train  # throughput ratio
-    record("ingest_streamed_vs_in_memory", f"ratio={ingest:.2f} (augtrain {n_train / ours_train:.0f} samples/s, "
-           f"pre-augmented in memory {n_train / plain_train:.0f} samples/s)", ">=0.85", ingest >= 0.85)
-    epoch = ours_epoch / plain_epoch
-    record("epoch_time_vs_plain_torch", f"ratio={epoch:.2f} (augtrain {ours_epoch:.3f} s, plain {plain_epoch:.3f} s "
-           f"per epoch; job wall {wall:.1f} s for {EPOCHS} epochs; first epoch done after {first_epoch:.1f} s)", "<=1.15",
-           epoch <= 1.15)
-    achieved = flops_per_sample(job, manifest) * n_train / ours_train
-    peak = mm_flops(threads)
-    flops = achieved / peak
-    record("train_flops_vs_mm", f"ratio={flops:.3f} (digits CNN {achieved / 1e9:.2f} GFLOP/s, "
-           f"torch.mm {peak / 1e9:.1f} GFLOP/s, {threads} thread(s))", ">=0.25", flops >= 0.25)
+        for repeat in range(REPEATS):  # alternating: augtrain's run, then the plain loop on its data
+            job, history, manifest, stats, dataset, threads, wall, first = augtrain_run(
+                [f"run.storage_path={tmp}/runs{repeat}", f"data.path={tmp}/digits"])
+            ours_train = statistics.median(h["train_s"] for h in history[WARM:])
+            ours_epoch = statistics.median(np.diff([h["time"] for h in history])[WARM - 1 :])
+            train_s, epoch_s = plain_loop(job, manifest, stats, dataset, threads)
+            plain_train, plain_epoch = statistics.median(train_s[WARM:]), statistics.median(epoch_s[WARM:])
+            n_train = sum(manifest["counts"]["train"].values())
+            ingest.append(plain_train / ours_train)
+            epoch.append(ours_epoch / plain_epoch)
+            flops.append(flops_per_sample(job, manifest) * n_train / ours_train / mm_flops(threads))
+            sides.append((n_train / ours_train, n_train / plain_train, ours_epoch, plain_epoch))
+            starts.append((wall, first))
+            print(f"#{repeat + 1}: ingest {ingest[-1]:.2f}, epoch {epoch[-1]:.2f}, flops {flops[-1]:.3f}", flush=True)
+    median = [statistics.median(column) for column in zip(*sides)]
+    setup = (f"{REPEATS} alternating repetitions, {EPOCHS} epochs each, {threads} torch thread(s) both sides; "
+             f"augtrain job wall {statistics.median(w for w, _ in starts):.1f} s, first epoch done after "
+             f"{statistics.median(f for _, f in starts):.1f} s, medians")
+    value, text = repeated("ratio", ingest, INGEST)
+    record("ingest_streamed_vs_in_memory", f"{text}; augtrain {median[0]:.0f} samples/s, pre-augmented in memory "
+           f"{median[1]:.0f} samples/s; {setup})", INGEST, value)
+    value, text = repeated("ratio", epoch, EPOCH)
+    record("epoch_time_vs_plain_torch", f"{text}; augtrain {median[2]:.3f} s, plain {median[3]:.3f} s per epoch; "
+           f"{setup})", EPOCH, value)
+    value, text = repeated("ratio", flops, FLOPS, digits=3)
+    record("train_flops_vs_mm", f"{text}; digits CNN against torch.mm fp32 FLOP/s on the same threads; {setup})",
+           FLOPS, value)
 
 
 if __name__ == "__main__":

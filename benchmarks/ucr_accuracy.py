@@ -15,7 +15,7 @@ from pathlib import Path
 
 from augtrain.config.spec import load_job
 from augtrain.recipes.run import run_job
-from common import record
+from common import at_least, record
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 CASES = [  # (name, job file, overrides, goal)
@@ -49,7 +49,7 @@ def main() -> None:
         scores = accuracies(name, job_file, overrides, seeds, work)
         mean = statistics.mean(scores)
         result = f"mean={mean:.4f} seeds=[{', '.join(f'{s:.4f}' for s in scores)}]"
-        record(name, result, f">={goal}" if goal else "none", None if goal is None else mean >= goal)
+        record(name, result, goal and at_least(goal), mean)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Run the benchmarks one after another and judge them: each script's `BENCH ... PASS|FAIL|INFO` lines are
+collected, a summary is printed last, and the exit status is 1 if any row FAILed or any script crashed.
+
+    python run_all.py            every benchmark (about 2 hours on 2 CPUs; `make bench`)
+    python run_all.py --quick    the few that take minutes, for use before every resolve (`make bench-quick`)
+    python run_all.py SCRIPT...  those scripts
+
+Scripts that read the Free Spoken Digit Dataset are skipped, and said so, when its recordings are not at
+fsdd.RECORDINGS (a fresh clone has no datasets beside it).
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from fsdd import RECORDINGS
+
+HERE = Path(__file__).resolve().parent
+HELPERS = {"common.py", "fsdd.py", "run_all.py"}
+QUICK = ["predict_small.py", "augment_stage.py", "train_overhead.py", "tune_overhead.py"]
+NEEDS_FSDD = {"audio_accuracy.py", "audio_augment_stage.py"}
+
+
+def run(script: str) -> tuple[list[str], int]:
+    """(the script's BENCH lines, its exit status), its output passed through as it comes."""
+    process = subprocess.Popen([sys.executable, script], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, bufsize=1)
+    lines = []
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        if line.startswith("BENCH "):
+            lines.append(line.strip())
+    return lines, process.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only " + ", ".join(QUICK))
+    parser.add_argument("scripts", nargs="*")
+    args = parser.parse_args()
+    scripts = args.scripts or (QUICK if args.quick else sorted(p.name for p in HERE.glob("*.py") if p.name not in HELPERS))
+    verdicts, problems = [], []
+    for script in scripts:
+        if script in NEEDS_FSDD and not RECORDINGS.is_dir():
+            problems.append(f"SKIPPED {script}: no FSDD recordings at {RECORDINGS} (no verdict)")
+            continue
+        print(f"== {script}", flush=True)
+        lines, code = run(script)
+        verdicts += [(script, line) for line in lines]
+        if code:
+            problems.append(f"CRASHED {script}: exit status {code}")
+    print("\n== summary")
+    for script, line in verdicts:
+        print(f"{line.rsplit(' ', 1)[1]:4s} {line.split()[1]} ({script})")
+    failed = [line.split()[1] for _, line in verdicts if line.endswith(" FAIL")]
+    for problem in problems:
+        print(problem)
+    if failed or any(p.startswith("CRASHED") for p in problems):
+        print(f"bench: {len(failed)} FAIL ({', '.join(failed) or 'none'}), "
+              f"{sum(p.startswith('CRASHED') for p in problems)} crashed")
+        return 1
+    print(f"bench: no FAIL in {len(verdicts)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
