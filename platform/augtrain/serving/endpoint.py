@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -219,7 +220,9 @@ def start_endpoint(run: str | Path, host: str = "127.0.0.1", port: int = 8000, r
 
 
 def serve_until_interrupted(name: str = APP) -> None:
-    """Block until Ctrl-C, then take the application down."""
+    """Block until Ctrl-C (or SIGTERM, as a service manager stops it), then take the application down."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # a process started in the background of a script ignores SIGINT
     try:
         while True:
             time.sleep(1)
@@ -227,3 +230,7 @@ def serve_until_interrupted(name: str = APP) -> None:
         pass
     finally:
         serve.delete(name)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
