@@ -1,4 +1,4 @@
-"""The `augtrain` command: collect | validate | run | tune | evaluate | predict | export | explain | report |
+"""The `augtrain` command: collect | validate | run | tune | evaluate | predict | serve | export | explain | report |
 sign | submit | status | logs | stop | list."""
 
 from __future__ import annotations
@@ -190,6 +190,32 @@ def predict(
     console.print(f"predicted {scored} input(s) -> {out}", markup=False)
     if rejected:
         console.print(f"quarantined {rejected} input(s) -> {quarantine_path(out)}", markup=False)
+
+
+@app.command(name="serve")
+def serve_command(
+    run: Annotated[Path, typer.Argument(help="a run dir (or its model/ bundle)")],
+    host: Annotated[str, typer.Option(help="address to bind; other than loopback needs --token (or the cluster's)")] = "127.0.0.1",
+    port: int = 8000,
+    replicas: Annotated[int, typer.Option(min=1, help="replicas, each loading the bundle once")] = 1,
+    max_batch_size: Annotated[int, typer.Option(help="inputs scored together, across requests")] = 32,
+    batch_wait_ms: Annotated[float, typer.Option(help="how long a batch waits to fill")] = 5.0,
+    token: Annotated[Optional[str], typer.Option(envvar="AUGTRAIN_SERVE_TOKEN",
+                                                 help="every request must send Authorization: Bearer TOKEN")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
+    public_key: PublicKey = None,
+) -> None:
+    """Serve the run's model over HTTP on Ray Serve (POST /predict, GET /model, GET /healthz, GET /docs) until
+    Ctrl-C; requests are batched across clients."""
+    from augtrain.serving.endpoint import serve_until_interrupted, start_endpoint
+
+    try:
+        url = start_endpoint(run, host, port, replicas, max_batch_size, batch_wait_ms, token, address, public_key,
+                             echo=lambda line: console.print(line, markup=False))
+    except BadInput as exc:
+        _fail(str(exc))
+    console.print(f"serving {run} at {url}/predict (docs: {url}/docs); Ctrl-C stops", markup=False)
+    serve_until_interrupted()
 
 
 @app.command()

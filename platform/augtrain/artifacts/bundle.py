@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -48,6 +48,8 @@ class Bundle:
     shape: list[int]  # one sample, as collected
     dtype: str
     modality: Modality
+    metrics: dict = field(default_factory=dict)  # metrics.json: {"test": ...}
+    digest: str = ""  # SHA-256 of manifest.json, which hashes every file: the bundle's identity
 
 
 def _sha256(path: Path) -> str:
@@ -87,7 +89,7 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     folder = bundle_folder(path)
     if public_key is not None:
         verify_bundle(folder, Path(public_key))
-    files = _listed_files(folder)
+    files, digest = _listed_files(folder)
     blobs = {name: _checked_bytes(folder / name, digest) for name, digest in files.items()}
     try:
         job = parse_job(read_yaml(_text(folder, blobs, "spec.yaml"), str(folder / "spec.yaml")), str(folder / "spec.yaml"))
@@ -96,6 +98,7 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     classes = _json(folder, blobs, "classes.json")
     layout = _json(folder, blobs, "input.json")
     stats = _json(folder, blobs, "normalization.json")
+    metrics = _json(folder, blobs, "metrics.json")
     problem = classes_problem(classes) or (
         layout_problem(layout) if isinstance(layout, dict) else "input.json: not a JSON object"
     )
@@ -109,7 +112,9 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     problem = stats_problem(stats, layout["shape"][-1])  # the last axis is the channels, once the model fits
     if problem:
         raise BundleError(f"{folder}: {problem}")
-    return Bundle(model.eval(), job, stats, classes, layout["shape"], layout["dtype"], modality)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
+        raise BundleError(f"{folder}: metrics.json: expected an object with the test metrics")
+    return Bundle(model.eval(), job, stats, classes, layout["shape"], layout["dtype"], modality, metrics, digest)
 
 
 def stats_problem(stats, channels: int) -> str | None:
@@ -124,10 +129,11 @@ def stats_problem(stats, channels: int) -> str | None:
     return None
 
 
-def _listed_files(folder: Path) -> dict[str, str]:
-    """The manifest's {file: SHA-256}, which must name exactly the bundle's files."""
+def _listed_files(folder: Path) -> tuple[dict[str, str], str]:
+    """The manifest's {file: SHA-256}, which must name exactly the bundle's files, and its own SHA-256."""
     try:
-        manifest = json.loads(_read(folder / "manifest.json", MAX_METADATA_BYTES))
+        text = _read(folder / "manifest.json", MAX_METADATA_BYTES)
+        manifest = json.loads(text)
     except (ValueError, OSError, RecursionError) as exc:
         raise BundleError(f"{folder / 'manifest.json'}: not a bundle manifest: {clip(exc, 200)}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
@@ -139,7 +145,7 @@ def _listed_files(folder: Path) -> dict[str, str]:
     bad = [name for name, digest in files.items() if not isinstance(digest, str) or not HEX_DIGEST.fullmatch(digest)]
     if bad:
         raise BundleError(f"{folder / 'manifest.json'}: {bad[0]}: not a SHA-256 hex digest")
-    return files
+    return files, hashlib.sha256(text).hexdigest()
 
 
 def _read(path: Path, limit: int) -> bytes:

@@ -147,3 +147,9 @@ class Modality:
             raise SourceError(f"{data.source}: {self.samples_name} of shape {found} do not fit the model ({takes})")
         layout = {"dtype": listing.reader.dtype if listing.ids else "float32", "shape": found}
         return listing, layout, any(listing.labels)
+
+    def decode_input(self, value, data: Data, shape: list[int]) -> tuple[np.ndarray | None, str]:
+        """One input a client sent to a served model (a file's bytes, or a JSON value) -> (the sample as
+        `prediction_inputs` decodes one, "") or (None, the reason `collect` would quarantine it for);
+        `data` is the bundle's data section as `predict` reads with it, `shape` the model's sample shape."""
+        return None, f"not served: {self.samples_name} models do not decode sent inputs yet"

@@ -69,13 +69,17 @@ def model_ready(bundle: Bundle, samples: np.ndarray) -> np.ndarray:
 def read_inputs(bundle: Bundle, source: Path) -> tuple[Listing, dict, bool]:
     """The listing of `source`, read by the model's modality as `collect` reads its sources; the layout of
     its decoded samples; whether the inputs carry labels."""
+    return bundle.modality.prediction_inputs(prediction_data(bundle, str(source)), bundle.shape)
+
+
+def prediction_data(bundle: Bundle, source: str) -> Data:
+    """The bundle's data section for reading inputs to predict from `source` (a served model's too)."""
     # decoded as in training (resize, channels), but read with the user's defaults for what decides which
     # files are opened at all: a bundle from elsewhere must not turn on following links out of the folder
-    data = bundle.job.data.model_copy(update={
-        "source": str(source), "kind": bundle.modality.kind, "follow_links": False,
+    return bundle.job.data.model_copy(update={
+        "source": source, "kind": bundle.modality.kind, "follow_links": False,
         "max_pixels": Data.model_fields["max_pixels"].default,
     })
-    return bundle.modality.prediction_inputs(data, bundle.shape)
 
 
 def predict(bundle_path: Path, source: Path, out: Path, address: str | None = None,

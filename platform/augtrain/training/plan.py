@@ -81,3 +81,28 @@ def shared_plan(scaling: WorkerScaling, limit: int | None, cluster_cpus: float, 
     fits = max(1, math.floor(cluster_cpus / (scaling.max_workers + 1)))
     concurrent = min(limit, fits) if limit else fits
     return concurrent, plan_resources(scaling, cluster_cpus / concurrent - DRIVER_CPU, cluster_gpus / concurrent)
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    """What each replica of a served model gets (`augtrain serve`)."""
+
+    replicas: int
+    cpus_per_replica: float
+    threads_per_replica: int
+
+    def describe(self) -> str:
+        return (f"plan: {self.replicas} replica(s) x {self.cpus_per_replica:g} CPU "
+                f"({self.threads_per_replica} torch thread(s) each)")
+
+
+def plan_replicas(replicas: int, cluster_cpus: float, cpus_per_replica: float | None = None) -> ReplicaPlan:
+    """One CPU per replica (a served batch is small: replicas scale out, not up), or quarter-CPU shares of
+    the cluster when that many do not fit; torch threads as training's workers get them."""
+    if replicas < 1:
+        raise PlanError(f"--replicas {replicas}: at least 1")
+    per_replica = cpus_per_replica or min(1.0, math.floor(cluster_cpus / replicas * 4) / 4)
+    if per_replica <= 0 or replicas * per_replica > cluster_cpus:
+        raise PlanError(f"{replicas} replica(s) do not fit {cluster_cpus:g} CPU(s); use at most "
+                        f"{max(1, int(cluster_cpus / 0.25))} (a quarter CPU each)")
+    return ReplicaPlan(replicas, per_replica, max(1, math.floor(per_replica)))

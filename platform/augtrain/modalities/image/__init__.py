@@ -32,6 +32,11 @@ class ImageModality(Modality):
 
         return listing(data, labelled, shape)
 
+    def decode_input(self, value, data, shape: list[int]):
+        from augtrain.modalities.image.read import read_sent
+
+        return read_sent(value, data, shape)
+
     def owns_transform(self, name: str) -> bool:
         from augtrain.modalities.image.augment import is_transform
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def image_files(files: Listing, data: Data, shape: list[int] | None) -> Listing:
     """Image files to decode at one size and channel count: a model's `shape`, else data.resize and
     data.channels, else what the files' headers (read in Ray Data tasks) agree on."""
     if shape is not None:
-        files.reader = ImageReader(data, shape[2], (shape[1], shape[0]), resize=False)
+        files.reader = model_reader(data, shape)
         return files
     if data.resize and data.channels:  # every header is checked as its file is decoded
         files.reader = ImageReader(data, data.channels, tuple(data.resize[::-1]), resize=True)
@@ -95,6 +96,20 @@ def image_files(files: Listing, data: Data, shape: list[int] | None) -> Listing:
                     f"all resized to {size[0]}x{size[1]}; set data.resize to choose")
     out.reader = ImageReader(data, channels, size, resize=data.resize is not None or len(sizes) > 1)
     return out
+
+
+def model_reader(data: Data, shape: list[int]) -> ImageReader:
+    """The reader of a model's inputs: images of exactly its (H, W, C) `shape`, else quarantined."""
+    return ImageReader(data, shape[2], (shape[1], shape[0]), resize=False)
+
+
+def read_sent(content, data: Data, shape: list[int]) -> tuple[np.ndarray | None, str]:
+    """An image file's bytes sent to a served model, decoded as `predict` decodes a file of a folder."""
+    if not isinstance(content, bytes):
+        return None, "not an image file: send the file's bytes (base64 in JSON, or a multipart upload)"
+    if not content:
+        return None, "empty file (0 bytes)"
+    return model_reader(data, shape).read_one(io.BytesIO(content))
 
 
 def agreed_size(sizes: Counter) -> tuple[int, int]:
@@ -127,10 +142,14 @@ class ImageReader(Reader):
 
     def read(self, keys: list):
         for key in keys:
-            yield read_image(key, self.data.max_pixels, self.channels, self.size, self.resize)
+            yield self.read_one(key)
+
+    def read_one(self, key) -> tuple[np.ndarray | None, str]:
+        """One file (a path, a URI or an open binary file) -> (image, "") or (None, reason)."""
+        return read_image(key, self.data.max_pixels, self.channels, self.size, self.resize)
 
 
-def read_image(key: str | Path, max_pixels: int, channels: int, size: tuple[int, int],
+def read_image(key: str | Path | io.IOBase, max_pixels: int, channels: int, size: tuple[int, int],
                resize: bool) -> tuple[np.ndarray | None, str]:
     """One file as an (H, W, C) uint8 image of `size` (W, H) and `channels`, or (None, why it is quarantined);
     the file is opened once, its header checked before anything is decoded."""
@@ -161,11 +180,11 @@ CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 3}
 
 
 @contextlib.contextmanager
-def _opened(key: str | Path, max_pixels: int):
+def _opened(key: str | Path | io.IOBase, max_pixels: int):
     """(None, the image with its header read) or (why the file is quarantined, None)."""
     with contextlib.ExitStack() as stack:
         try:
-            file = open_record(stack, key)
+            file = key if isinstance(key, io.IOBase) else open_record(stack, key)  # an open file: bytes sent
             image = stack.enter_context(Image.open(file))
             if image.size[0] * image.size[1] > max_pixels:
                 raise Refused(f"decompression bomb: {image.size[0]}x{image.size[1]} pixels exceeds "

@@ -38,6 +38,11 @@ class SequenceModality(Modality):
         lengths = manifest["lengths"]
         return f"lengths {lengths['min']}-{lengths['max']} x {manifest['channels']} channel(s)"
 
+    def decode_input(self, value, data, shape: list[int]):
+        from augtrain.modalities.sequence.read import read_sent
+
+        return read_sent(value, shape[-1])
+
     def owns_transform(self, name: str) -> bool:
         from augtrain.modalities.sequence.augment import TRANSFORMS
 

@@ -103,6 +103,28 @@ def sequences(ids: list[str], values: list[np.ndarray], labels: list, test: list
     return out
 
 
+def read_sent(value, channels: int) -> tuple[np.ndarray | None, str]:
+    """A series sent to a served model as nested numbers, (T) or (T x C), null for a missing value ("?" in a
+    .ts file) -> (the series as a file's is read, "") or (None, the reason a file's would be quarantined for)."""
+    if not isinstance(value, list) or not value:
+        return None, "not a series: expected a non-empty list of numbers (T) or of lists of numbers (T x C)"
+    rows = value if all(isinstance(row, list) for row in value) else [[x] for x in value]
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        return None, f"wrong shape: steps of {len(widths)} different lengths"
+    if widths != {channels}:
+        return None, f"wrong channels: {widths.pop()} in a {channels}-channel model"
+    flat = [x for row in rows for x in row]
+    if not all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in flat):
+        return None, "missing or non-numeric value: expected numbers (or null for a missing one)"
+    try:
+        series = np.array([np.nan if x is None else x for x in flat], dtype=np.float32).reshape(len(rows), channels)
+    except OverflowError:  # an integer beyond float range
+        return None, "infinite value"
+    loaded = sequences(["sent"], [series], [""], [False])
+    return (None, loaded.rejects[0][1]) if loaded.rejects else (loaded.samples[0], "")
+
+
 def interpolate(series: np.ndarray) -> np.ndarray:
     """Missing values (NaN) inside a series, linearly interpolated per channel."""
     if not np.isnan(series).any():

@@ -1,0 +1,274 @@
+"""augtrain serve: a run's bundle behind HTTP on Ray Serve, answering as `augtrain predict` does; bad requests refused."""
+
+import base64
+import io
+import json
+import socket
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from augtrain.cli import app
+from augtrain.errors import BadInput
+from augtrain.modalities.sequence.ucr import find_dataset, read_series
+from augtrain.serving.endpoint import is_loopback, start_endpoint
+from augtrain.serving.predict import predict
+from augtrain.serving.request import MAX_BODY_BYTES, MAX_INPUTS
+from augtrain.training.plan import PlanError, plan_replicas
+from PIL import Image
+from test_predict import run_test_split
+from typer.testing import CliRunner
+
+TOKEN = "a-test-token-of-32-characters-xx"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(ray_session, finished_run, finished_sequence_run):
+    """One Serve start for the module: the image run at / (token required), the series run at /series (loopback,
+    no token), both on the session's Ray."""
+    from ray import serve
+
+    port = free_port()
+    lines = []
+    images = start_endpoint(finished_run, port=port, token=TOKEN, max_batch_size=16, batch_wait_ms=20, echo=lines.append)
+    series = start_endpoint(finished_sequence_run, port=port, name="series", route_prefix="/series", echo=lines.append)
+    assert images == f"http://127.0.0.1:{port}" and series == f"http://127.0.0.1:{port}/series"
+    assert lines[0] == "plan: 1 replica(s) x 1 CPU (1 torch thread(s) each)"
+    yield images, series
+    serve.shutdown()
+
+
+def call(url: str, body: bytes | None = None, content_type: str = "application/json", token: str | None = TOKEN,
+         headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={**({"Content-Type": content_type} if body is not None else {}),
+                                                              **(headers or {})})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def post_json(url: str, inputs, **kwargs) -> tuple[int, dict]:
+    return call(f"{url}/predict", json.dumps({"inputs": inputs}).encode(), **kwargs)
+
+
+def png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def multipart(files: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = "augtrain-test-boundary"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+        for name, content in files.items()
+    ) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def declared_too_large(url: str) -> tuple[int, dict]:
+    """A request declaring a body over the limit, answered before the body is sent."""
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest("POST", "/predict")
+    for name, value in (("Authorization", f"Bearer {TOKEN}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(MAX_BODY_BYTES + 1))):
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    try:
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_streamed_body_is_cut_at_the_limit():
+    import asyncio
+
+    from augtrain.serving.request import RequestError, read_body
+
+    class Streamed:  # a chunked upload: no Content-Length
+        headers = {}
+
+        async def stream(self):
+            for _ in range(5):
+                yield b"x" * 1000
+
+    assert asyncio.run(read_body(Streamed(), limit=5000)) == b"x" * 5000
+    with pytest.raises(RequestError, match="body too large: more than 4999 bytes") as refused:
+        asyncio.run(read_body(Streamed(), limit=4999))
+    assert refused.value.status == 413
+
+
+def assert_same(answer: dict, row: dict, classes: list[str]) -> None:
+    """A served answer against `augtrain predict`'s row for the same input."""
+    assert answer["class"] == row["predicted"]
+    assert answer["probability"] == pytest.approx(row["probability"], abs=1e-5)
+    assert list(answer["probabilities"]) == classes
+    assert [answer["probabilities"][c] for c in classes] == pytest.approx([row[f"p_{c}"] for c in classes], abs=1e-5)
+
+
+def test_served_images_equal_predict(served, finished_run, tmp_path):
+    url, _ = served
+    images, labels = run_test_split(finished_run)
+    images = images[:48]
+    folder = tmp_path / "images"
+    (folder / "sent").mkdir(parents=True)  # predict names an input by its path in the folder
+    files = {f"sent/{i}.png": png(image) for i, image in enumerate(images)}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    predict(finished_run, folder, tmp_path / "preds.parquet", echo=lambda line: None)
+    rows = {row["id"]: row for row in pq.read_table(tmp_path / "preds.parquet").to_pylist()}
+    status, model = call(f"{url}/model")
+    assert status == 200 and model["input"] == {"kind": "image", "shape": [8, 8, 1], "dtype": "uint8", "fixed_shape": True}
+    classes = model["classes"]
+    assert model["metrics"]["accuracy"] == json.loads((finished_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert len(model["bundle"]) == 64 and model["limits"] == {"max_body_bytes": MAX_BODY_BYTES, "max_inputs": MAX_INPUTS}
+
+    # 12 clients at once, 4 images each: batched across requests, each answered in its own order
+    names = list(files)
+    chunks = [names[i : i + 4] for i in range(0, len(names), 4)]
+    with ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(lambda chunk: post_json(url, [base64.b64encode(files[n]).decode() for n in chunk]), chunks))
+    for chunk, (status, reply) in zip(chunks, replies):
+        assert status == 200, reply
+        assert [p["input"] for p in reply["predictions"]] == [f"inputs[{i}]" for i in range(len(chunk))]
+        for name, answer in zip(chunk, reply["predictions"]):
+            assert_same(answer, rows[name], classes)
+
+    # the same files as a multipart upload
+    body, content_type = multipart({n: files[n] for n in names[:8]})
+    status, reply = call(f"{url}/predict", body, content_type)
+    assert status == 200, reply
+    assert [p["input"] for p in reply["predictions"]] == names[:8]
+    for name, answer in zip(names[:8], reply["predictions"]):
+        assert_same(answer, rows[name], classes)
+    # any format collect reads: a JPEG of the first image answers as predict answers the same JPEG
+    jpeg = io.BytesIO()
+    Image.fromarray(images[0][..., 0]).save(jpeg, format="JPEG")
+    (folder / "sent" / "first.jpg").write_bytes(jpeg.getvalue())
+    predict(finished_run, folder, tmp_path / "again.parquet", echo=lambda line: None)
+    again = {row["id"]: row for row in pq.read_table(tmp_path / "again.parquet").to_pylist()}
+    status, reply = post_json(url, [base64.b64encode(jpeg.getvalue()).decode()])
+    assert status == 200 and len(again) == len(images) + 1
+    assert_same(reply["predictions"][0], again["sent/first.jpg"], classes)
+
+
+def test_served_series_equal_predict(served, finished_sequence_run, tmp_path):
+    _, url = served
+    _, test_file = find_dataset("GunPoint", None)
+    predict(finished_sequence_run, test_file, tmp_path / "preds.parquet", echo=lambda line: None)
+    rows = {row["id"]: row for row in pq.read_table(tmp_path / "preds.parquet").to_pylist()}
+    series = read_series(test_file)
+    status, model = call(f"{url}/model", token=None)  # loopback, no token: open
+    assert status == 200 and model["input"]["kind"] == "sequence" and model["input"]["shape"][-1] == 1
+    classes = model["classes"]
+    sent = [(f"GunPoint_TEST.ts:{line}", values) for line, values in list(zip(series.lines, series.values))[:24]]
+    # a series as T numbers (one channel) or T x C; a shorter one too: the model takes any length
+    inputs = [values[:, 0].tolist() if i % 2 else values.tolist() for i, (_, values) in enumerate(sent)]
+    status, reply = post_json(url, inputs, token=None)
+    assert status == 200, reply
+    for (id_, _), answer in zip(sent, reply["predictions"]):
+        assert_same(answer, rows[id_], classes)
+    status, reply = post_json(url, [sent[0][1][:100, 0].tolist()], token=None)
+    assert status == 200 and set(reply["predictions"][0]["probabilities"]) == set(classes)
+    # a missing value (null) is interpolated as in a .ts file's "?"
+    gap = sent[0][1][:, 0].tolist()
+    gap[10] = None
+    status, reply = post_json(url, [gap], token=None)
+    assert status == 200 and reply["predictions"][0]["class"] in classes
+
+
+def test_bad_requests_get_a_4xx_naming_the_problem(served, finished_run):
+    url, series_url = served
+    image = png(run_test_split(finished_run)[0][0])
+    good = base64.b64encode(image).decode()
+    big = io.BytesIO()
+    Image.new("L", (16, 16)).save(big, format="PNG")
+    cases = [
+        (call(f"{url}/predict", b'{"inputs": [1,'), 400, "malformed JSON"),
+        (call(f"{url}/predict", b'{"inputs": [[NaN]]}'), 400, "NaN is not a JSON number"),
+        (call(f"{url}/predict", b"\xff\xfe"), 400, "not UTF-8"),
+        (call(f"{url}/predict", b'[1, 2]'), 400, 'expected a JSON object {"inputs": [...]}'),
+        (call(f"{url}/predict", b'{"inputs": []}'), 400, "no inputs"),
+        (call(f"{url}/predict", b"x", "text/plain"), 415, "unsupported content type"),
+        (post_json(url, [good] * (MAX_INPUTS + 1)), 400, f"too many inputs: {MAX_INPUTS + 1}"),
+        (post_json(url, [good, "%%%"]), 422, "inputs[1]: not base64"),
+        (post_json(url, [good, 5]), 422, "inputs[1]: expected a file's bytes in base64"),
+        (post_json(url, [base64.b64encode(b"not an image").decode()]), 422, "inputs[0]: not a readable image"),
+        (post_json(url, [base64.b64encode(image[:40]).decode()]), 422, "inputs[0]: "),
+        (post_json(url, [""]), 422, "inputs[0]: empty file (0 bytes)"),
+        (post_json(url, [good, base64.b64encode(big.getvalue()).decode()]), 422, "inputs[1]: wrong shape: 16x16 (expected 8x8)"),
+        (post_json(url, [[1, 2, 3]]), 422, "inputs[0]: not an image file"),
+        (declared_too_large(url), 413, "body too large"),
+        (call(f"{url}/predict", *multipart({"a.png": image, "b.txt": b"hello"})), 422, "b.txt: not a readable image"),
+        (post_json(series_url, [[[1.0, 2.0]] * 50], token=None), 422, "inputs[0]: wrong channels: 2 in a 1-channel model"),
+        (post_json(series_url, [[1.0, "2"]], token=None), 422, "inputs[0]: missing or non-numeric value"),
+        (call(f"{series_url}/predict", b'{"inputs": [[1.0, 1e400]]}', token=None), 422, "inputs[0]: infinite value"),
+        (post_json(series_url, [[[1.0], [2.0, 3.0]]], token=None), 422, "inputs[0]: wrong shape"),
+        (post_json(series_url, [[None, None]], token=None), 422, "inputs[0]: a channel with no values"),
+        (post_json(series_url, [good], token=None), 422, "inputs[0]: not a series"),
+    ]
+    for (status, reply), expected_status, message in cases:
+        assert (status, message in reply.get("error", "")) == (expected_status, True), (message, status, reply)
+
+    # a bad input fails only its own request, while others are batched with it
+    def one(n):
+        return post_json(url, [good, "bad" if n % 3 == 0 else good])
+
+    with ThreadPoolExecutor(9) as pool:
+        replies = list(pool.map(one, range(9)))
+    assert [status for status, _ in replies] == [422 if n % 3 == 0 else 200 for n in range(9)]
+    assert all(len(reply["predictions"]) == 2 for status, reply in replies if status == 200)
+    assert call(f"{url}/healthz") == (200, {"status": "ok"})
+
+
+def test_a_token_guards_every_request(served):
+    url, series_url = served
+    for path in ("/healthz", "/model", "/openapi.json", "/docs"):
+        for token in (None, "wrong-token-of-enough-characters"):
+            status, reply = call(f"{url}{path}", token=token)
+            assert status == 401 and "token" in reply["error"], (path, token)
+    status, reply = call(f"{url}/predict", b"{not even json", token=None)
+    assert status == 401  # refused before the body is read
+    status, spec = call(f"{url}/openapi.json")
+    assert status == 200 and "/predict" in spec["paths"] and "/model" in spec["paths"]
+    request = urllib.request.Request(f"{url}/docs", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert b"swagger" in response.read().lower()
+    assert call(f"{series_url}/healthz", token=None) == (200, {"status": "ok"})
+
+
+def test_serve_refuses_bad_settings_before_starting(finished_run):
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+    with pytest.raises(BadInput, match="at least 16 characters"):
+        start_endpoint(finished_run, token="short")
+    result = CliRunner().invoke(app, ["serve", str(finished_run), "--max-batch-size", "0"])
+    assert result.exit_code == 2 and "--max-batch-size 0: between 1 and 4096" in result.output
+    result = CliRunner().invoke(app, ["serve", str(finished_run.parent / "nothing")])
+    assert result.exit_code == 2 and "not a model bundle or run dir" in result.output
+
+
+def test_replica_plan():
+    assert plan_replicas(1, 2).describe() == "plan: 1 replica(s) x 1 CPU (1 torch thread(s) each)"
+    assert plan_replicas(4, 2).cpus_per_replica == 0.5
+    assert plan_replicas(2, 8, cpus_per_replica=4).threads_per_replica == 4
+    with pytest.raises(PlanError, match="do not fit"):
+        plan_replicas(9, 2)
