@@ -80,6 +80,22 @@ def test_predict_image_folder_matches_the_run_and_quarantines_bad_files(ray_sess
     assert quarantine["3/away.png"].startswith("symlink outside the source folder")
 
 
+def test_predict_takes_a_flat_folder_of_unlabelled_images(finished_run, tmp_path):
+    images, labels = run_test_split(finished_run)
+    flat, sorted_ = tmp_path / "flat", tmp_path / "sorted"
+    for i, (image, label) in enumerate(zip(images[:40], labels)):
+        (sorted_ / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(sorted_ / label / f"{i}.png")
+        flat.mkdir(exist_ok=True)
+        Image.fromarray(image[..., 0]).save(flat / f"{i}.png")
+    assert "predicted 40 input(s)" in predict(finished_run, flat, "--out", tmp_path / "flat.parquet")
+    unlabelled = pq.read_table(tmp_path / "flat.parquet")
+    assert "label" not in unlabelled.column_names  # no class sub-folders: nothing to score against
+    predict(finished_run, sorted_, "--out", tmp_path / "sorted.parquet")
+    by_file = {Path(row["id"]).name: row["predicted"] for row in pq.read_table(tmp_path / "sorted.parquet").to_pylist()}
+    assert {row["id"]: row["predicted"] for row in unlabelled.to_pylist()} == by_file
+
+
 def test_predict_series_file_matches_the_run(finished_sequence_run, tmp_path):
     _, test_file = find_dataset("GunPoint", None)
     out = tmp_path / "preds.parquet"

@@ -26,9 +26,10 @@ from augtrain.errors import clip
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
-def folder(source: str, data: Data, what: str) -> Listing:
+def folder(source: str, data: Data, what: str, labelled: bool = True) -> Listing:
     """One sub-folder per class (or train/, val/, test/ holding them); keys are the files (`what` they
-    hold names them in the error for an empty folder)."""
+    hold names them in the error for an empty folder). Unlabelled (prediction inputs), a file outside a
+    class sub-folder is listed without a label."""
     path = local_source(source)
     files = walk(path, data.follow_links) if path is not None else walk_uri(source)
     out = Listing(Reader(), rejects=list(files.rejects))
@@ -37,7 +38,9 @@ def folder(source: str, data: Data, what: str) -> Listing:
     by_split = "train" in tops and tops <= set(SPLIT_FOLDERS)
     for id_, file in files.files:
         parts = Path(id_).parts[1:] if by_split else Path(id_).parts
-        if len(parts) < 2:
+        if len(parts) < 2 and not labelled:
+            out.add(id_, "", str(file))
+        elif len(parts) < 2:
             out.rejects.append((id_, "not in a class sub-folder"))
         else:
             out.add(id_, parts[0], str(file), SPLIT_FOLDERS[Path(id_).parts[0]] if by_split else "")

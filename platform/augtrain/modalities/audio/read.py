@@ -34,7 +34,7 @@ def listing(data: Data, labelled: bool, rate: int, length: int | None, spectrogr
     the headers, read in Ray Data tasks)."""
     source = data.source
     if is_folder(source):
-        files = folder(source, data, "recordings")
+        files = folder(source, data, "recordings", labelled)
     elif data.path_column:
         files = file_table(source, data, labelled)
     else:

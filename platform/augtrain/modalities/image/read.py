@@ -50,7 +50,7 @@ def listing(data: Data, labelled: bool = True, shape: list[int] | None = None) -
         return held(digits(), {})
     source = data.source
     if is_folder(source):
-        return image_files(folder(source, data, "images"), data, shape)
+        return image_files(folder(source, data, "images", labelled), data, shape)
     if Path(source).suffix == ".npz":
         return npz_images(source)
     return table(source, data, labelled, shape)
