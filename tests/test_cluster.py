@@ -3,18 +3,22 @@ workers spread over nodes, a collect decoded on every node, a lost node recovere
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import ray
 from augtrain.config.spec import Data, load_job
 from augtrain.datasets.collect import collect
-from augtrain.datasets.storage import check_shared
+from augtrain.datasets.stats import channel_stats
+from augtrain.datasets.storage import StorageError, check_shared
 from augtrain.modalities import build_model
 from augtrain.recipes.run import run_job
 from augtrain.training.checkpoint import load_weights
@@ -88,6 +92,56 @@ def test_a_collect_decodes_on_every_node_and_writes_what_one_node_writes(cluster
     assert single.returncode == 0, single.stderr
     assert "decoded in Ray Data tasks on 1 node(s)" in single.stdout
     assert json.loads((tmp_path / "single" / "manifest.json").read_text())["hash"] == collected.manifest["hash"]
+
+
+def alive_nodes() -> set[str]:
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+
+
+@contextmanager
+def blind_node(address: str, hidden):
+    """A Ray node (no CPU: no run's task or worker lands there) joined to `address`, whose processes see
+    an empty folder at `hidden`: a machine that does not mount the storage there. Its processes run in their own
+    mount namespace (a user namespace too when not root), with a tmpfs over `hidden`."""
+    namespace = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    if shutil.which("unshare") is None or subprocess.run([*namespace, "true"], check=False, capture_output=True).returncode:
+        pytest.skip("no mount namespaces here (unshare): a node with its own view of the filesystem needs one")
+    hidden.mkdir(parents=True, exist_ok=True)
+    before, node_id = alive_nodes(), None
+    start = [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", address, "--num-cpus", "0",
+             "--object-store-memory", str(80 * 2**20), "--block"]
+    node = subprocess.Popen([*namespace, "sh", "-c", 'mount -t tmpfs blind "$0" && exec "$@"', str(hidden), *start],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not alive_nodes() - before:
+            assert node.poll() is None, f"the node did not start: {node.stderr.read()}"
+            assert time.time() < deadline, "the node did not join"
+            time.sleep(0.2)
+        (node_id,) = alive_nodes() - before
+        yield node_id
+    finally:
+        node.terminate()  # `ray start --block` stops the node's processes
+        node.wait(timeout=60)
+        deadline = time.time() + 60
+        while node_id in alive_nodes() and time.time() < deadline:  # gone before the next test's check_shared
+            time.sleep(0.2)
+
+
+def test_storage_a_node_cannot_see_is_refused_before_training_or_decoding(cluster, tmp_path):
+    job = load_job(JOB, [f"run.storage_path={tmp_path / 'unmounted' / 'runs'}", f"data.path={tmp_path / 'data'}",
+                         "train.epochs=1", "scaling.workers=1"])
+    collected = collect(job.data)  # the dataset and its stats, where every node sees them: no Ray Data below
+    channel_stats(collected.path, collected.manifest)
+    with blind_node(cluster.address, tmp_path / "unmounted"):
+        with pytest.raises(StorageError, match=rf"^{re.escape(str(tmp_path / 'unmounted' / 'runs'))}/\S+ is not visible from node"):
+            run_job(job, cluster.address, echo=lambda line: None)
+        # a dataset collected where that node cannot see it: refused once listed, before any record is decoded
+        with pytest.raises(StorageError, match="is not visible from node"):
+            collect(Data(source="sklearn-digits"), tmp_path / "unmounted" / "digits")
+    # nothing was written there: no spec, no checkpoint, no shard (the run dir's folder is all that was made)
+    assert [p for p in (tmp_path / "unmounted").rglob("*") if not p.is_dir()] == []
+    assert list((tmp_path / "unmounted" / "runs" / "digits_cnn").iterdir())  # the refused run's (empty) folder
 
 
 def wait_for_checkpoints(run_root, count: int, deadline_s: float = 300) -> None:

@@ -64,6 +64,30 @@ def read_trials(run_dir):
         return list(csv.DictReader(rows))
 
 
+def test_asha_stops_the_weak_trial_at_its_first_rung_and_lets_the_strong_one_finish(ray_session, tmp_path):
+    from augtrain.recipes.tune import tune_job
+    from conftest import smoke
+
+    # two trials one after the other (the strong one first): at epoch 1 (grace period 1) the weak one's val
+    # accuracy is below the median of the two, so ASHA (max_t = train.epochs) stops it there
+    epochs = 3
+    sweep = ["tune.space={train.lr: {grid: [0.003, 0.00001]}}", "tune.search=grid", "tune.max_concurrent=1",
+             "tune.scheduler={name: asha, grace_period: 1, reduction_factor: 2}", f"train.epochs={epochs}",
+             "scaling.workers=1"]
+    run_dir = tune_job(load_job(TUNE_JOB, [*smoke(tmp_path), *sweep]), echo=lambda line: None)
+    trials = {float(t["train.lr"]): t for t in read_trials(run_dir)}
+    strong, weak = trials[0.003], trials[0.00001]
+    assert (strong["status"], int(strong["epochs_run"])) == ("finished", epochs)
+    assert (weak["status"], int(weak["epochs_run"])) == ("stopped early", 1)
+    # what Ray Tune recorded for each trial (one result.json line a reported epoch), not only augtrain's summary
+    reported = {}
+    for results in (run_dir / "tune").glob("*/result.json"):
+        lines = [json.loads(line) for line in results.read_text().splitlines()]
+        reported[lines[-1]["config"]["train.lr"]] = [line["training_iteration"] for line in lines]
+    assert reported == {0.003: list(range(1, epochs + 1)), 0.00001: [1]}
+    assert json.loads((run_dir / "metrics.json").read_text())["best_trial"] == strong["trial"]
+
+
 TUNE_JOBS = [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")]
 
 
@@ -100,6 +124,12 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
     (kept,) = kept_at.iterdir()
     assert not (kept / "metrics.json").exists()
     done_checkpoints = {p: p.stat().st_mtime for p in kept.glob("trials/*/train/checkpoint_*")}
+    # every finished trial's checkpoints are already kept (trials/<trial id>/train), so the checks below that
+    # nothing was retrained look at real files
+    done_trials = {json.loads(text.splitlines()[-1])["trial_id"] for text in done_results.values()}
+    for trial in done_trials:
+        assert list(kept.glob(f"trials/{trial}/train/checkpoint_*/model.safetensors")), f"finished trial {trial}: no checkpoint"
+    assert done_checkpoints and {p.parts[-3] for p in done_checkpoints} >= done_trials
 
     run_dir = smoke_run(tmp_path, job, "tune", *sweep, "--resume")
     assert kept.name == run_dir.name and not run_dir.is_relative_to(tmp_path)
@@ -112,6 +142,7 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
     assert (kept / "tune" / "tuner.pkl").is_file() and (kept / "metrics.json").is_file()
     trials = read_trials(run_dir)
     assert len(trials) == 2 and {t["status"] for t in trials} == {"finished"}
+    assert done_trials <= {t["trial"] for t in trials}  # the resumed sweep kept its finished trials, not new ones
     assert {float(t["train.lr"]) for t in trials} == {0.001, 0.003}
     assert all(int(t["epochs_run"]) == 2 for t in trials)
     best = max(trials, key=lambda t: (float(t["val_accuracy"]), -float(t["val_loss"])))
