@@ -205,8 +205,8 @@ def serve_command(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
     public_key: PublicKey = None,
 ) -> None:
-    """Serve the run's model over HTTP on Ray Serve (POST /predict, GET /model, GET /healthz, GET /docs) until
-    Ctrl-C; requests are batched across clients."""
+    """Serve the run's model over HTTP on Ray Serve (POST /predict, GET /model, GET /healthz, GET /openapi.json,
+    and a page to try it at GET /) until Ctrl-C; requests are batched across clients."""
     from augtrain.serving.endpoint import serve_until_interrupted, start_endpoint
 
     try:
@@ -214,7 +214,7 @@ def serve_command(
                              echo=lambda line: console.print(line, markup=False))
     except BadInput as exc:
         _fail(str(exc))
-    console.print(f"serving {run} at {url}/predict (docs: {url}/docs); Ctrl-C stops", markup=False)
+    console.print(f"serving {run} at {url}/predict (try it: {url}/ in a browser); Ctrl-C stops", markup=False)
     serve_until_interrupted()
 
 

@@ -20,11 +20,11 @@ from typing import Callable
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 
 from augtrain.errors import BadInput
+from augtrain.serving.page import page
 from augtrain.serving.request import (
     MAX_BODY_BYTES,
     MAX_INPUTS,
@@ -38,7 +38,7 @@ REQUEST_TIMEOUT_S = 60  # the proxy answers 408 past this: a request never hangs
 MIN_TOKEN = 16  # characters
 
 api = FastAPI(title="augtrain model", docs_url=None, redoc_url=None, openapi_url=None,
-              description="A trained augtrain run: POST /predict, GET /model, GET /healthz.")
+              description="A trained augtrain run: POST /predict, GET /model, GET /healthz; GET / is a page to try it.")
 
 
 def _error(status: int, message: str, **headers) -> JSONResponse:
@@ -155,10 +155,12 @@ class Endpoint:
     async def openapi(self, request: Request):
         return self._refused(request) or api.openapi()
 
-    @api.get("/docs", include_in_schema=False)
-    async def docs(self, request: Request):
-        root = request.scope.get("root_path", "").rstrip("/")
-        return self._refused(request) or get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=api.title)
+    @api.get("/", include_in_schema=False)
+    async def try_it(self):
+        """The try-it page: the same for every model (it holds nothing of this one), so open; what it fetches
+        is guarded (it asks for the token, or reads it from the link's #token=)."""
+        html, headers = page()
+        return HTMLResponse(html, headers=headers)
 
 
 def is_loopback(host: str) -> bool:
