@@ -280,7 +280,7 @@ def test_the_page_predicts_a_picked_file_and_a_typed_series_in_chromium(served, 
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
     page.goto(f"{url}/#token={TOKEN}", wait_until="load")  # a link carrying the token in its fragment
-    page.wait_for_function("document.getElementById('about').textContent.startsWith('Takes image')", timeout=30_000)
+    page.locator("#about", has_text="Takes image").wait_for(timeout=30_000)
     page.set_input_files("#file", str(tmp_path / "digit.png"))
     page.locator("#result").wait_for(state="visible", timeout=30_000)
     assert page.locator("#class").inner_text() == expected["class"]
@@ -290,7 +290,7 @@ def test_the_page_predicts_a_picked_file_and_a_typed_series_in_chromium(served, 
     assert "#token" not in page.url  # dropped from the address bar
 
     page.goto(f"{series_url}/", wait_until="load")  # the series model: no token, a typed series
-    page.wait_for_function("document.getElementById('about').textContent.startsWith('Takes sequence')", timeout=30_000)
+    page.locator("#about", has_text="Takes sequence").wait_for(timeout=30_000)
     page.fill("#series", ", ".join(map(str, series)))
     page.click("#send-series")
     page.locator("#result").wait_for(state="visible", timeout=30_000)
@@ -302,11 +302,11 @@ def test_the_page_predicts_a_picked_file_and_a_typed_series_in_chromium(served, 
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{url}/", wait_until="load")
-    page.locator("#auth").wait_for(state="visible", timeout=30_000)
-    assert "token" in page.locator("#error").inner_text()
+    page.locator("#error", has_text="missing or wrong token").wait_for(timeout=30_000)
+    assert page.locator("#auth").is_visible()
     page.fill("#token", TOKEN)
     page.click("#auth button")
-    page.wait_for_function("document.getElementById('about').textContent.startsWith('Takes image')", timeout=30_000)
+    page.locator("#about", has_text="Takes image").wait_for(timeout=30_000)
     assert page.locator("#auth").is_hidden()
     context.close()
 
@@ -328,3 +328,88 @@ def test_replica_plan():
     assert plan_replicas(2, 8, cpus_per_replica=4).threads_per_replica == 4
     with pytest.raises(PlanError, match="do not fit"):
         plan_replicas(9, 2)
+
+
+def test_a_killed_replica_fails_only_its_requests_with_a_503_and_serve_restarts_it(served, finished_run):
+    """Runs last: it kills the image model's one Scorer replica while clients keep sending requests."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import ray
+    from ray.util.state import list_actors
+
+    url, _ = served
+    images = [base64.b64encode(png(image)).decode() for image in run_test_split(finished_run)[0][:4]]
+
+    def scorers() -> list[int]:
+        alive = list_actors(address=ray.get_runtime_context().gcs_address,  # this session's Ray, not another's
+                            filters=[("class_name", "=", "ServeReplica:augtrain:Scorer"), ("state", "=", "ALIVE")])
+        return [actor.pid for actor in alive]
+
+    def timed() -> tuple[int, float, float, str | None]:
+        started = time.monotonic()
+        request = urllib.request.Request(f"{url}/predict", json.dumps({"inputs": images}).encode(),
+                                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=90) as response:
+                status, retry = response.status, None
+        except urllib.error.HTTPError as error:
+            status, retry = error.code, error.headers.get("Retry-After")
+        return status, started, time.monotonic(), retry
+
+    [pid] = scorers()
+    stop, ends = threading.Event(), []
+
+    def client():
+        while not stop.is_set():
+            ends.append(timed())
+
+    with ThreadPoolExecutor(6) as pool:
+        clients = [pool.submit(client) for _ in range(6)]
+        time.sleep(1.5)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1.0)
+        stop.set()
+        for running in clients:
+            running.result(timeout=120)  # every client's last request ended: none hangs
+    in_flight = [(status, end - start) for status, start, end, _ in ends if start < killed < end]
+    assert in_flight and {status for status, _ in in_flight} <= {200, 503}, in_flight
+    assert {status for status, *_ in ends} <= {200, 503}
+    assert all(end - start < 60 for _, start, end, _ in ends)  # within the proxy's timeout, not cut by it
+    assert all(retry is not None and int(retry) > 0 for status, *_, retry in ends if status == 503)
+    # Serve has started a new replica, which answers
+    deadline = time.monotonic() + 60
+    while (pids := scorers()) in ([], [pid]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(pids) == 1 and pids != [pid]
+    assert timed()[0] == 200
+    print(f"killed a replica under load: {len(in_flight)} request(s) in flight ended "
+          f"{sorted(status for status, _ in in_flight)} within {max(s for _, s in in_flight):.1f} s")
+
+
+def test_a_scorer_that_cannot_answer_is_a_503_with_retry_after():
+    import asyncio
+
+    from augtrain.serving.endpoint import RETRY_AFTER_S, answered
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    async def fails(exc):
+        raise exc
+
+    def run(coroutine):  # in a thread of its own: the browser fixture's event loop may hold this one
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
+    for exc in (ActorDiedError(), BackPressureError(num_queued_requests=9, max_queued_requests=8)):
+        response = run(answered(fails(exc)))
+        assert response.status_code == 503 and response.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert "retry" in json.loads(response.body)["error"]
+
+    async def works():
+        return {"predictions": []}
+
+    assert run(answered(works())) == {"predictions": []}
