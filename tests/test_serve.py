@@ -322,6 +322,56 @@ def test_serve_refuses_bad_settings_before_starting(finished_run):
     assert result.exit_code == 2 and "not a model bundle or run dir" in result.output
 
 
+def test_write_config_is_a_serve_deploy_file_whose_application_builds(finished_run, tmp_path, monkeypatch):
+    """`augtrain serve RUN --write-config FILE`: Serve's own schema reads the file and its builder binds the
+    application `serve deploy` would run (no cluster needed)."""
+    import yaml
+    from augtrain.artifacts.bundle import load_bundle
+    from augtrain.serving.cluster_app import ServeArgs
+    from augtrain.serving.scorer import local_bundle
+    from pydantic import ValidationError
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.deployment import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    monkeypatch.setenv("AUGTRAIN_SERVE_TOKEN", TOKEN)  # --token's variable: never written
+    out = tmp_path / "serve.yaml"
+    result = CliRunner().invoke(app, ["serve", str(finished_run), "--write-config", str(out), "--host", "0.0.0.0",
+                                      "--replicas", "2", "--max-batch-size", "8", "--bundle-location", "s3://models/digits"])
+    assert result.exit_code == 0 and f"serve deploy {out}" in result.output, result.output
+    text = out.read_text()
+    assert TOKEN not in text and "serve deploy serve.yaml" in text.splitlines()[0]
+    config = ServeDeploySchema.model_validate(yaml.safe_load(text))
+    assert config.http_options.host == "0.0.0.0" and config.http_options.request_timeout_s == 60
+    [application] = config.applications
+    digest = load_bundle(finished_run).digest
+    assert application.args == {"bundle": "s3://models/digits", "digest": digest, "public_key": None,
+                                "token_env": "AUGTRAIN_SERVE_TOKEN", "replicas": 2, "cpus_per_replica": 1.0,
+                                "max_batch_size": 8, "batch_wait_ms": 5.0}
+    built = call_user_app_builder_with_args_if_necessary(import_attr(application.import_path), application.args)
+    assert isinstance(built, Application)
+    ingress = built._bound_deployment
+    scorer_app, token, cluster_token, token_env = ingress.init_args
+    scorer = scorer_app._bound_deployment
+    assert (ingress.name, ingress.num_replicas, ingress.ray_actor_options["num_cpus"]) == ("Endpoint", 2, 0)
+    assert (scorer.name, scorer.num_replicas, scorer.ray_actor_options["num_cpus"]) == ("Scorer", 2, 1)
+    assert (token, cluster_token, token_env) == (None, False, "AUGTRAIN_SERVE_TOKEN")
+    assert scorer.init_args[0] == "s3://models/digits" and scorer.init_args[-1] == digest
+
+    # what the builder refuses; what the writer refuses
+    builder = import_attr(application.import_path)
+    with pytest.raises(ValidationError, match="token"):
+        call_user_app_builder_with_args_if_necessary(builder, {"bundle": "b", "token": TOKEN})  # never the token
+    with pytest.raises(BadInput, match="--max-batch-size 0"):
+        call_user_app_builder_with_args_if_necessary(builder, {"bundle": "b", "max_batch_size": 0})
+    result = CliRunner().invoke(app, ["serve", str(finished_run), "--write-config", str(out), "--token-env", "A B"])
+    assert result.exit_code == 2 and "--token-env: String should match pattern" in result.output
+    assert ServeArgs(bundle="b").token_env == "AUGTRAIN_SERVE_TOKEN"
+    # a bundle kept at a URI: each replica copies it into a private folder and verifies it there
+    assert load_bundle(local_bundle(f"file://{finished_run.resolve()}")).digest == digest
+
+
 def test_replica_plan():
     assert plan_replicas(1, 2).describe() == "plan: 1 replica(s) x 1 CPU (1 torch thread(s) each)"
     assert plan_replicas(4, 2).cpus_per_replica == 0.5

@@ -51,6 +51,13 @@ def checked_token(token: str | None) -> str | None:
     return token
 
 
+def check_batching(max_batch_size: int, batch_wait_ms: float) -> None:
+    if not 1 <= max_batch_size <= 4096:
+        raise BadInput(f"--max-batch-size {max_batch_size}: between 1 and 4096")
+    if not 0 <= batch_wait_ms <= 10_000:
+        raise BadInput(f"--batch-wait-ms {batch_wait_ms:g}: between 0 and 10000")
+
+
 async def answered(response) -> dict | JSONResponse:
     """A Scorer's answer, or 503 with Retry-After when none can answer: the replica died mid-request (Serve
     retries a request it had not started on another replica, or on the one it starts instead), or all are
@@ -142,14 +149,16 @@ class Endpoint:
 
 
 def application(bundle: str, public_key: str | None, modality, plan, max_batch_size: int, batch_wait_s: float,
-                token: str | None = None, cluster_token: bool = False, token_env: str | None = None):
-    """The bound application: `plan.replicas` Scorer replicas of the bundle behind as many ingress replicas
-    (no CPU of their own: they wait on the Scorers)."""
+                token: str | None = None, cluster_token: bool = False, token_env: str | None = None,
+                digest: str | None = None):
+    """The bound application: `plan.replicas` Scorer replicas of the bundle (a path, or a URI each copies it
+    from; `digest`: the only bundle they accept) behind as many ingress replicas (no CPU of their own: they
+    wait on the Scorers)."""
     scorer = Scorer.options(
         num_replicas=plan.replicas,
         ray_actor_options={"num_cpus": plan.cpus_per_replica},
         max_ongoing_requests=max(2 * max_batch_size, 16),  # room for a full batch and the next one's requests
-    ).bind(bundle, public_key, modality, max_batch_size, batch_wait_s, plan.threads_per_replica)
+    ).bind(bundle, public_key, modality, max_batch_size, batch_wait_s, plan.threads_per_replica, digest)
     return Endpoint.options(num_replicas=plan.replicas).bind(scorer, token, cluster_token, token_env)
 
 
@@ -183,10 +192,7 @@ def start_endpoint(run: str | Path, host: str = "127.0.0.1", port: int = 8000, r
     from augtrain.training.plan import plan_replicas
     from augtrain.training.runtime import cluster_cpus_gpus, start_ray
 
-    if not 1 <= max_batch_size <= 4096:
-        raise BadInput(f"--max-batch-size {max_batch_size}: between 1 and 4096")
-    if not 0 <= batch_wait_ms <= 10_000:
-        raise BadInput(f"--batch-wait-ms {batch_wait_ms:g}: between 0 and 10000")
+    check_batching(max_batch_size, batch_wait_ms)
     checked_token(token)
     bundle = load_bundle(run, public_key)  # a bad bundle is one error line here, before Ray starts
     start_ray(address)

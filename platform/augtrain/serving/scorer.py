@@ -11,6 +11,7 @@ new replica (it checks every `HEALTH_CHECK_S`).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 from ray import serve
@@ -41,19 +42,43 @@ def answers(bundle, samples: list[np.ndarray]) -> list[dict]:
     return out
 
 
+def local_bundle(location: str) -> str:
+    """A bundle kept at a URI (the bundle, or a run dir holding one), copied into a new private folder where
+    `load_bundle` verifies it; a path as it is."""
+    from augtrain.datasets.locations import is_uri
+
+    if not is_uri(location):
+        return location
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    from augtrain.datasets.storage import fetch, filesystem
+
+    fs, path = filesystem(location)
+    if fs.get_file_info(f"{path.rstrip('/')}/model/manifest.json").type == pafs.FileType.File:
+        path = f"{path.rstrip('/')}/model"
+    local = tempfile.mkdtemp(prefix="augtrain-bundle-")
+    fetch(location, path, Path(local))
+    return local
+
+
 @serve.deployment(health_check_period_s=HEALTH_CHECK_S)
 class Scorer:
     """One replica: the verified bundle and its decoding settings."""
 
-    def __init__(self, bundle_dir: str, public_key: str | None, modality, max_batch_size: int,
-                 batch_wait_s: float, threads: int):
+    def __init__(self, bundle: str, public_key: str | None, modality, max_batch_size: int,
+                 batch_wait_s: float, threads: int, digest: str | None = None):
         import torch
 
-        from augtrain.artifacts.bundle import load_bundle
+        from augtrain.artifacts.bundle import BundleError, load_bundle
         from augtrain.serving.predict import prediction_data
 
         torch.set_num_threads(threads)
-        self.bundle = load_bundle(bundle_dir, public_key, modality)
+        self.bundle = load_bundle(local_bundle(bundle), public_key, modality)
+        if digest is not None and self.bundle.digest != digest:
+            raise BundleError(f"{bundle}: not the bundle this application was written for (its hash "
+                              f"{self.bundle.digest[:12]}, expected {digest[:12]})")
         self.data = prediction_data(self.bundle, "request")
         self.scored.set_max_batch_size(max_batch_size)
         self.scored.set_batch_wait_timeout_s(batch_wait_s)
