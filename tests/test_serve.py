@@ -288,6 +288,7 @@ def test_the_page_predicts_a_picked_file_and_a_typed_series_in_chromium(served, 
     assert page.locator("#bars .row.best span").first.inner_text() == expected["class"]
     assert page.evaluate("document.getElementById('preview').naturalWidth") == 8  # the picked image, shown
     assert "#token" not in page.url  # dropped from the address bar
+    page.screenshot(path=tmp_path / "page.png", full_page=True)
 
     page.goto(f"{series_url}/", wait_until="load")  # the series model: no token, a typed series
     page.locator("#about", has_text="Takes sequence").wait_for(timeout=30_000)
