@@ -20,6 +20,7 @@ from augtrain.serving.request import MAX_BODY_BYTES, MAX_INPUTS
 from augtrain.training.plan import PlanError, plan_replicas
 from PIL import Image
 from test_predict import run_test_split
+from test_report import browser  # noqa: F401  (the fixture: Debian's chromium, or a skip)
 from typer.testing import CliRunner
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -241,7 +242,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem(served, finished_run):
 
 def test_a_token_guards_every_request(served):
     url, series_url = served
-    for path in ("/healthz", "/model", "/openapi.json", "/docs"):
+    for path in ("/healthz", "/model", "/openapi.json"):
         for token in (None, "wrong-token-of-enough-characters"):
             status, reply = call(f"{url}{path}", token=token)
             assert status == 401 and "token" in reply["error"], (path, token)
@@ -249,10 +250,66 @@ def test_a_token_guards_every_request(served):
     assert status == 401  # refused before the body is read
     status, spec = call(f"{url}/openapi.json")
     assert status == 200 and "/predict" in spec["paths"] and "/model" in spec["paths"]
-    request = urllib.request.Request(f"{url}/docs", headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert b"swagger" in response.read().lower()
+    assert call(f"{url}/docs")[0] == 404  # Swagger's page loads its assets from a CDN: the try-it page instead
+    # the try-it page holds nothing of the model: open, and held to this endpoint by its policy
+    with urllib.request.urlopen(f"{url}/", timeout=30) as response:
+        policy = response.headers["Content-Security-Policy"]
+        assert b"<script>" in response.read() and "http" not in policy and "connect-src 'self'" in policy
     assert call(f"{series_url}/healthz", token=None) == (200, {"status": "ok"})
+
+
+def test_the_page_predicts_a_picked_file_and_a_typed_series_in_chromium(served, browser, finished_run,  # noqa: F811
+                                                                         finished_sequence_run, tmp_path):
+    url, series_url = served
+    image = png(run_test_split(finished_run)[0][3])
+    (tmp_path / "digit.png").write_bytes(image)
+    status, reply = call(f"{url}/predict", *multipart({"digit.png": image}))
+    assert status == 200, reply
+    expected = reply["predictions"][0]
+    _, test_file = find_dataset("GunPoint", None)
+    series = read_series(test_file).values[0][:, 0].tolist()
+    status, reply = post_json(series_url, [series], token=None)
+    assert status == 200, reply
+    expected_series = reply["predictions"][0]
+
+    context = browser.new_context()
+    page = context.new_page()
+    problems = []
+    origin = url.removesuffix("/")
+    page.on("request", lambda r: r.url.startswith((origin, "blob:")) or problems.append(f"fetch: {r.url}"))
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
+    page.goto(f"{url}/#token={TOKEN}", wait_until="load")  # a link carrying the token in its fragment
+    page.locator("#about", has_text="Takes image").wait_for(timeout=30_000)
+    page.set_input_files("#file", str(tmp_path / "digit.png"))
+    page.locator("#result").wait_for(state="visible", timeout=30_000)
+    assert page.locator("#class").inner_text() == expected["class"]
+    assert page.locator("#bars .row").count() == len(expected["probabilities"])
+    assert page.locator("#bars .row.best span").first.inner_text() == expected["class"]
+    assert page.evaluate("document.getElementById('preview').naturalWidth") == 8  # the picked image, shown
+    assert "#token" not in page.url  # dropped from the address bar
+    page.screenshot(path=tmp_path / "page.png", full_page=True)
+
+    page.goto(f"{series_url}/", wait_until="load")  # the series model: no token, a typed series
+    page.locator("#about", has_text="Takes sequence").wait_for(timeout=30_000)
+    page.fill("#series", ", ".join(map(str, series)))
+    page.click("#send-series")
+    page.locator("#result").wait_for(state="visible", timeout=30_000)
+    assert page.locator("#class").inner_text() == expected_series["class"]
+    assert problems == []
+    context.close()
+
+    # without the token the page asks for it, then works
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{url}/", wait_until="load")
+    page.locator("#error", has_text="missing or wrong token").wait_for(timeout=30_000)
+    assert page.locator("#auth").is_visible()
+    page.fill("#token", TOKEN)
+    page.click("#auth button")
+    page.locator("#about", has_text="Takes image").wait_for(timeout=30_000)
+    assert page.locator("#auth").is_hidden()
+    context.close()
 
 
 def test_serve_refuses_bad_settings_before_starting(finished_run):
@@ -266,9 +323,144 @@ def test_serve_refuses_bad_settings_before_starting(finished_run):
     assert result.exit_code == 2 and "not a model bundle or run dir" in result.output
 
 
+def test_write_config_is_a_serve_deploy_file_whose_application_builds(finished_run, tmp_path, monkeypatch):
+    """`augtrain serve RUN --write-config FILE`: Serve's own schema reads the file and its builder binds the
+    application `serve deploy` would run (no cluster needed)."""
+    import yaml
+    from augtrain.artifacts.bundle import load_bundle
+    from augtrain.serving.cluster_app import ServeArgs
+    from augtrain.serving.scorer import local_bundle
+    from pydantic import ValidationError
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.deployment import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    monkeypatch.setenv("AUGTRAIN_SERVE_TOKEN", TOKEN)  # --token's variable: never written
+    out = tmp_path / "serve.yaml"
+    result = CliRunner().invoke(app, ["serve", str(finished_run), "--write-config", str(out), "--host", "0.0.0.0",
+                                      "--replicas", "2", "--max-batch-size", "8", "--bundle-location", "s3://models/digits"])
+    assert result.exit_code == 0 and f"serve deploy {out}" in result.output, result.output
+    text = out.read_text()
+    assert TOKEN not in text and "serve deploy serve.yaml" in text.splitlines()[0]
+    config = ServeDeploySchema.model_validate(yaml.safe_load(text))
+    assert config.http_options.host == "0.0.0.0" and config.http_options.request_timeout_s == 60
+    [application] = config.applications
+    digest = load_bundle(finished_run).digest
+    assert application.args == {"bundle": "s3://models/digits", "digest": digest, "public_key": None,
+                                "token_env": "AUGTRAIN_SERVE_TOKEN", "replicas": 2, "cpus_per_replica": 1.0,
+                                "max_batch_size": 8, "batch_wait_ms": 5.0}
+    built = call_user_app_builder_with_args_if_necessary(import_attr(application.import_path), application.args)
+    assert isinstance(built, Application)
+    ingress = built._bound_deployment
+    scorer_app, token, cluster_token, token_env = ingress.init_args
+    scorer = scorer_app._bound_deployment
+    assert (ingress.name, ingress.num_replicas, ingress.ray_actor_options["num_cpus"]) == ("Endpoint", 2, 0)
+    assert (scorer.name, scorer.num_replicas, scorer.ray_actor_options["num_cpus"]) == ("Scorer", 2, 1)
+    assert (token, cluster_token, token_env) == (None, False, "AUGTRAIN_SERVE_TOKEN")
+    assert scorer.init_args[0] == "s3://models/digits" and scorer.init_args[-1] == digest
+
+    # what the builder refuses; what the writer refuses
+    builder = import_attr(application.import_path)
+    with pytest.raises(ValidationError, match="token"):
+        call_user_app_builder_with_args_if_necessary(builder, {"bundle": "b", "token": TOKEN})  # never the token
+    with pytest.raises(BadInput, match="--max-batch-size 0"):
+        call_user_app_builder_with_args_if_necessary(builder, {"bundle": "b", "max_batch_size": 0})
+    result = CliRunner().invoke(app, ["serve", str(finished_run), "--write-config", str(out), "--token-env", "A B"])
+    assert result.exit_code == 2 and "--token-env: String should match pattern" in result.output
+    assert ServeArgs(bundle="b").token_env == "AUGTRAIN_SERVE_TOKEN"
+    # a bundle kept at a URI: each replica copies it into a private folder and verifies it there
+    assert load_bundle(local_bundle(f"file://{finished_run.resolve()}")).digest == digest
+
+
 def test_replica_plan():
     assert plan_replicas(1, 2).describe() == "plan: 1 replica(s) x 1 CPU (1 torch thread(s) each)"
     assert plan_replicas(4, 2).cpus_per_replica == 0.5
     assert plan_replicas(2, 8, cpus_per_replica=4).threads_per_replica == 4
     with pytest.raises(PlanError, match="do not fit"):
         plan_replicas(9, 2)
+
+
+def test_a_killed_replica_fails_only_its_requests_with_a_503_and_serve_restarts_it(served, finished_run):
+    """Runs last: it kills the image model's one Scorer replica while clients keep sending requests."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import ray
+    from ray.util.state import list_actors
+
+    url, _ = served
+    images = [base64.b64encode(png(image)).decode() for image in run_test_split(finished_run)[0][:4]]
+
+    def scorers() -> list[int]:
+        alive = list_actors(address=ray.get_runtime_context().gcs_address,  # this session's Ray, not another's
+                            filters=[("class_name", "=", "ServeReplica:augtrain:Scorer"), ("state", "=", "ALIVE")])
+        return [actor.pid for actor in alive]
+
+    def timed() -> tuple[int, float, float, str | None]:
+        started = time.monotonic()
+        request = urllib.request.Request(f"{url}/predict", json.dumps({"inputs": images}).encode(),
+                                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=90) as response:
+                status, retry = response.status, None
+        except urllib.error.HTTPError as error:
+            status, retry = error.code, error.headers.get("Retry-After")
+        return status, started, time.monotonic(), retry
+
+    [pid] = scorers()
+    stop, ends = threading.Event(), []
+
+    def client():
+        while not stop.is_set():
+            ends.append(timed())
+
+    with ThreadPoolExecutor(6) as pool:
+        clients = [pool.submit(client) for _ in range(6)]
+        time.sleep(1.5)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1.0)
+        stop.set()
+        for running in clients:
+            running.result(timeout=120)  # every client's last request ended: none hangs
+    in_flight = [(status, end - start) for status, start, end, _ in ends if start < killed < end]
+    assert in_flight and {status for status, _ in in_flight} <= {200, 503}, in_flight
+    assert {status for status, *_ in ends} <= {200, 503}
+    assert all(end - start < 60 for _, start, end, _ in ends)  # within the proxy's timeout, not cut by it
+    assert all(retry is not None and int(retry) > 0 for status, *_, retry in ends if status == 503)
+    # Serve has started a new replica, which answers
+    deadline = time.monotonic() + 60
+    while (pids := scorers()) in ([], [pid]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(pids) == 1 and pids != [pid]
+    assert timed()[0] == 200
+    print(f"killed a replica under load: {len(in_flight)} request(s) in flight ended "
+          f"{sorted(status for status, _ in in_flight)} within {max(s for _, s in in_flight):.1f} s")
+
+
+def test_a_scorer_that_cannot_answer_is_a_503_with_retry_after():
+    import asyncio
+
+    from augtrain.serving.endpoint import RETRY_AFTER_S, answered
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    async def fails(exc):
+        raise exc
+
+    def run(coroutine):  # in a thread of its own: the browser fixture's event loop may hold this one
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
+    for exc in (ActorDiedError(), BackPressureError(num_queued_requests=9, max_queued_requests=8)):
+        response = run(answered(fails(exc)))
+        assert response.status_code == 503 and response.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert "retry" in json.loads(response.body)["error"]
+
+    async def works():
+        return {"predictions": []}
+
+    assert run(answered(works())) == {"predictions": []}

@@ -204,9 +204,25 @@ def serve_command(
                                                  help="every request must send Authorization: Bearer TOKEN")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or embedded)")] = None,
     public_key: PublicKey = None,
+    write_config: Annotated[Optional[Path], typer.Option(help="write a Ray Serve config file for `serve deploy` on "
+                                                              "a cluster, and exit without serving")] = None,
+    bundle_location: Annotated[Optional[str], typer.Option(help="with --write-config: where the cluster's replicas read "
+                                                                 "the bundle, a shared path or URI (default: RUN's path)")] = None,
+    token_env: Annotated[str, typer.Option(help="with --write-config: the variable holding the token on the cluster's "
+                                                "nodes ('' : the cluster's token authentication guards it)")] = "AUGTRAIN_SERVE_TOKEN",
 ) -> None:
-    """Serve the run's model over HTTP on Ray Serve (POST /predict, GET /model, GET /healthz, GET /docs) until
-    Ctrl-C; requests are batched across clients."""
+    """Serve the run's model over HTTP on Ray Serve (POST /predict, GET /model, GET /healthz, GET /openapi.json,
+    and a page to try it at GET /) until Ctrl-C; requests are batched across clients."""
+    if write_config is not None:
+        from augtrain.serving.cluster_app import write_config as write
+
+        try:
+            deploy = write(run, write_config, bundle_location, host, port, replicas, max_batch_size, batch_wait_ms,
+                           token_env or None, public_key)
+        except BadInput as exc:
+            _fail(str(exc))
+        console.print(f"wrote {write_config}; deploy it on the cluster: {deploy}", markup=False)
+        return
     from augtrain.serving.endpoint import serve_until_interrupted, start_endpoint
 
     try:
@@ -214,7 +230,7 @@ def serve_command(
                              echo=lambda line: console.print(line, markup=False))
     except BadInput as exc:
         _fail(str(exc))
-    console.print(f"serving {run} at {url}/predict (docs: {url}/docs); Ctrl-C stops", markup=False)
+    console.print(f"serving {run} at {url}/predict (try it: {url}/ in a browser); Ctrl-C stops", markup=False)
     serve_until_interrupted()
 
 

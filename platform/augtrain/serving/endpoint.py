@@ -1,90 +1,89 @@
 """Serve: a model bundle behind an HTTP endpoint on Ray Serve (`augtrain serve`).
 
-A FastAPI ingress per replica; each replica loads and verifies the bundle once (`load_bundle`). A request's
-inputs are decoded by the model's modality as `predict` decodes files (`Modality.decode_input`): a bad one
-refuses its own request with a 4xx naming it, before anything is batched. Good inputs of every request are
-batched together (`@serve.batch`) and scored by `predict.score`, so answers equal `augtrain predict`'s.
-Loopback only, unless a token guards every request (Authorization: Bearer).
+Two deployments: this FastAPI ingress, which holds no model (the token, the request read as hostile, the
+try-it page), and the `Scorer` replicas (`scorer.py`), which load the bundle and decode and score inputs,
+batched across requests. A Scorer replica that dies fails only the requests it held: the ingress answers them
+503 with Retry-After, and Serve starts a new one. Loopback only, unless a token guards every request
+(Authorization: Bearer).
 
 No `from __future__ import annotations` here: FastAPI reads the routes' `Request` annotations as classes.
 """
 
-import asyncio
 import hmac
 import ipaddress
 import logging
+import os
 import signal
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from augtrain.errors import BadInput
-from augtrain.serving.request import (
-    MAX_BODY_BYTES,
-    MAX_INPUTS,
-    RequestError,
-    read_body,
-    sent_inputs,
-)
+from augtrain.serving.page import page
+from augtrain.serving.request import RequestError, read_body, sent_inputs
+from augtrain.serving.scorer import HEALTH_CHECK_S, Scorer
 
 APP = "augtrain"
 REQUEST_TIMEOUT_S = 60  # the proxy answers 408 past this: a request never hangs
 MIN_TOKEN = 16  # characters
+INGRESS_ONGOING = 256  # requests an ingress replica holds at once: it only reads them and waits on a Scorer
+# a Scorer replica gone: what the ingress answers the requests it held, and what it says to retry after
+UNAVAILABLE = (RayActorError, BackPressureError, DeploymentUnavailableError)
+RETRY_AFTER_S = 2 * HEALTH_CHECK_S
 
 api = FastAPI(title="augtrain model", docs_url=None, redoc_url=None, openapi_url=None,
-              description="A trained augtrain run: POST /predict, GET /model, GET /healthz.")
+              description="A trained augtrain run: POST /predict, GET /model, GET /healthz; GET / is a page to try it.")
 
 
 def _error(status: int, message: str, **headers) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def answers(bundle, samples: list[np.ndarray]) -> list[dict]:
-    """Decoded samples (one batch across requests) -> each one's class, probability and every class's
-    probability, scored by `predict.score` as `augtrain predict` scores a batch (samples of one shape together:
-    a series model takes any length)."""
-    from augtrain.serving.predict import score
+def checked_token(token: str | None) -> str | None:
+    if token is not None and len(token) < MIN_TOKEN:
+        raise BadInput(f"--token: at least {MIN_TOKEN} characters")
+    return token
 
-    out: list[dict] = [{} for _ in samples]
-    groups: dict[tuple, list[int]] = {}
-    for i, sample in enumerate(samples):
-        groups.setdefault((sample.shape, str(sample.dtype)), []).append(i)
-    for (shape, dtype), indices in groups.items():
-        batch = {"id": np.asarray(indices, dtype=object), "label": np.full(len(indices), "", dtype=object),
-                 "x": np.asarray([np.ascontiguousarray(samples[i]).tobytes() for i in indices], dtype=object),
-                 "reason": np.full(len(indices), "", dtype=object)}
-        rows = score(bundle, batch, {"dtype": dtype, "shape": list(shape)})
-        for j, i in enumerate(indices):
-            out[i] = {"class": str(rows["predicted"][j]), "probability": float(rows["probability"][j]),
-                      "probabilities": {name: float(rows[f"p_{name}"][j]) for name in bundle.classes}}
-    return out
+
+def check_batching(max_batch_size: int, batch_wait_ms: float) -> None:
+    if not 1 <= max_batch_size <= 4096:
+        raise BadInput(f"--max-batch-size {max_batch_size}: between 1 and 4096")
+    if not 0 <= batch_wait_ms <= 10_000:
+        raise BadInput(f"--batch-wait-ms {batch_wait_ms:g}: between 0 and 10000")
+
+
+async def answered(response) -> dict | JSONResponse:
+    """A Scorer's answer, or 503 with Retry-After when none can answer: the replica died mid-request (Serve
+    retries a request it had not started on another replica, or on the one it starts instead), or all are
+    busy or starting."""
+    try:
+        return await response
+    except UNAVAILABLE:
+        return _error(503, "the model's replica is unavailable (Serve restarts one that died): retry",
+                      **{"Retry-After": str(RETRY_AFTER_S)})
 
 
 # after every helper it calls: serve.ingress copies the class (and what its methods see) when it decorates it
-@serve.deployment
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=INGRESS_ONGOING)
 @serve.ingress(api)
 class Endpoint:
-    """One replica: the verified bundle, its decoding settings, the token that guards it."""
+    """One ingress replica: the Scorer's handle and the token that guards it (given, or read from the
+    environment variable `token_env` of the node it runs on: a config file names the variable, never the
+    token)."""
 
-    def __init__(self, bundle_dir: str, public_key: str | None, modality, token: str | None, cluster_token: bool,
-                 max_batch_size: int, batch_wait_s: float, threads: int):
-        import torch
-
-        from augtrain.artifacts.bundle import load_bundle
-        from augtrain.serving.predict import prediction_data
-
-        torch.set_num_threads(threads)
-        self.bundle = load_bundle(bundle_dir, public_key, modality)
-        self.data = prediction_data(self.bundle, "request")
-        self.token, self.cluster_token = token, cluster_token
-        self.scored.set_max_batch_size(max_batch_size)
-        self.scored.set_batch_wait_timeout_s(batch_wait_s)
+    def __init__(self, scorer, token: str | None, cluster_token: bool, token_env: str | None = None):
+        if token_env is not None:
+            token = os.environ.get(token_env)
+            if token is None:
+                raise BadInput(f"{token_env} is not set on this node: it holds the token every request must send")
+        self.token, self.cluster_token = checked_token(token), cluster_token
+        self.scorer = scorer
 
     def _refused(self, request: Request) -> JSONResponse | None:
         """401 unless the request carries the token (when one guards the endpoint); nothing else is read."""
@@ -103,24 +102,22 @@ class Endpoint:
             return None
         return _error(401, "missing or wrong token: send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"})
 
+    async def _scorer(self, method: str, *args) -> dict | JSONResponse:
+        return await answered(getattr(self.scorer, method).remote(*args))
+
     @api.get("/healthz")
     async def healthz(self, request: Request):
-        """200 once the replica has loaded its bundle."""
-        return self._refused(request) or {"status": "ok"}
+        """200 once a replica has loaded the bundle and answers; 503 while none does."""
+        refused = self._refused(request)
+        if refused:
+            return refused
+        answer = await self._scorer("describe")
+        return answer if isinstance(answer, JSONResponse) else {"status": "ok"}
 
     @api.get("/model")
     async def model(self, request: Request):
         """The classes, the input the model takes, its test metrics, the bundle's hash, the request limits."""
-        bundle = self.bundle
-        return self._refused(request) or {
-            "model": bundle.job.model.name,
-            "classes": bundle.classes,
-            "input": {"kind": bundle.modality.kind, "shape": bundle.shape, "dtype": bundle.dtype,
-                      "fixed_shape": bundle.modality.fixed_shape},
-            "metrics": bundle.metrics["test"],
-            "bundle": bundle.digest,
-            "limits": {"max_body_bytes": MAX_BODY_BYTES, "max_inputs": MAX_INPUTS},
-        }
+        return self._refused(request) or await self._scorer("describe")
 
     @api.post("/predict")
     async def predict(self, request: Request):
@@ -132,33 +129,37 @@ class Endpoint:
             return refused
         try:
             inputs = sent_inputs(request.headers.get("content-type", ""), await read_body(request))
-            samples = await asyncio.to_thread(self._decoded, inputs)
         except RequestError as exc:
             return _error(exc.status, str(exc))
-        answers = await asyncio.gather(*(self.scored(sample) for sample in samples))
-        return {"predictions": [{"input": name, **answer} for (name, _), answer in zip(inputs, answers)]}
-
-    def _decoded(self, inputs: list[tuple[str, object]]) -> list[np.ndarray]:
-        samples = []
-        for name, value in inputs:
-            sample, reason = self.bundle.modality.decode_input(value, self.data, self.bundle.shape)
-            if reason:
-                raise RequestError(422, f"{name}: {reason}")
-            samples.append(sample)
-        return samples
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def scored(self, samples: list[np.ndarray]) -> list[dict]:
-        return await asyncio.to_thread(answers, self.bundle, samples)
+        answer = await self._scorer("predict", inputs)
+        if isinstance(answer, dict) and "error" in answer:
+            return _error(answer["status"], answer["error"])
+        return answer
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self, request: Request):
         return self._refused(request) or api.openapi()
 
-    @api.get("/docs", include_in_schema=False)
-    async def docs(self, request: Request):
-        root = request.scope.get("root_path", "").rstrip("/")
-        return self._refused(request) or get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=api.title)
+    @api.get("/", include_in_schema=False)
+    async def try_it(self):
+        """The try-it page: the same for every model (it holds nothing of this one), so open; what it fetches
+        is guarded (it asks for the token, or reads it from the link's #token=)."""
+        html, headers = page()
+        return HTMLResponse(html, headers=headers)
+
+
+def application(bundle: str, public_key: str | None, modality, plan, max_batch_size: int, batch_wait_s: float,
+                token: str | None = None, cluster_token: bool = False, token_env: str | None = None,
+                digest: str | None = None):
+    """The bound application: `plan.replicas` Scorer replicas of the bundle (a path, or a URI each copies it
+    from; `digest`: the only bundle they accept) behind as many ingress replicas (no CPU of their own: they
+    wait on the Scorers)."""
+    scorer = Scorer.options(
+        num_replicas=plan.replicas,
+        ray_actor_options={"num_cpus": plan.cpus_per_replica},
+        max_ongoing_requests=max(2 * max_batch_size, 16),  # room for a full batch and the next one's requests
+    ).bind(bundle, public_key, modality, max_batch_size, batch_wait_s, plan.threads_per_replica, digest)
+    return Endpoint.options(num_replicas=plan.replicas).bind(scorer, token, cluster_token, token_env)
 
 
 def is_loopback(host: str) -> bool:
@@ -191,12 +192,8 @@ def start_endpoint(run: str | Path, host: str = "127.0.0.1", port: int = 8000, r
     from augtrain.training.plan import plan_replicas
     from augtrain.training.runtime import cluster_cpus_gpus, start_ray
 
-    if not 1 <= max_batch_size <= 4096:
-        raise BadInput(f"--max-batch-size {max_batch_size}: between 1 and 4096")
-    if not 0 <= batch_wait_ms <= 10_000:
-        raise BadInput(f"--batch-wait-ms {batch_wait_ms:g}: between 0 and 10000")
-    if token is not None and len(token) < MIN_TOKEN:
-        raise BadInput(f"--token: at least {MIN_TOKEN} characters")
+    check_batching(max_batch_size, batch_wait_ms)
+    checked_token(token)
     bundle = load_bundle(run, public_key)  # a bad bundle is one error line here, before Ray starts
     start_ray(address)
     cluster_token = not is_loopback(host) and token is None
@@ -208,12 +205,8 @@ def start_endpoint(run: str | Path, host: str = "127.0.0.1", port: int = 8000, r
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # this process's "Started Serve", "ready at"
     quiet = {"log_level": "WARNING"}  # Serve's INFO lines (every deployment step, every request) stay in its logs
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": REQUEST_TIMEOUT_S}, logging_config=quiet)
-    app = Endpoint.options(
-        num_replicas=plan.replicas,
-        ray_actor_options={"num_cpus": plan.cpus_per_replica},
-        max_ongoing_requests=max(2 * max_batch_size, 16),  # room for a full batch and the next one's requests
-    ).bind(str(bundle_folder(run).resolve()), None if public_key is None else str(Path(public_key).resolve()),
-           bundle.modality, token, cluster_token, max_batch_size, batch_wait_ms / 1000, plan.threads_per_replica)
+    app = application(str(bundle_folder(run).resolve()), None if public_key is None else str(Path(public_key).resolve()),
+                      bundle.modality, plan, max_batch_size, batch_wait_ms / 1000, token, cluster_token)
     serve.run(app, name=name, route_prefix=route_prefix, logging_config=quiet)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}{route_prefix.rstrip('/')}"
