@@ -53,6 +53,7 @@ def start_ray(address: str | None = None) -> None:
         # one more process start per run, and the one node of an embedded Ray is never drained.
         env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
         ray.init(
+            address="local",  # embedded: never another Ray this machine happens to run (`ray start`, a second run)
             dashboard_host="127.0.0.1",
             runtime_env=runtime_env,
             logging_config=logs,
