@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Profile the Ray Train worker of the main digits job in steady state (issue 7: the worst stage).
+# Profile the training process of the main digits job in steady state (issue 7: the worst stage). One CPU
+# worker trains in the `augtrain run` process itself (training/local.py), so that is the process sampled.
 # Usage: benchmarks/profile_train_worker.sh [OUT.txt]   (from the repo root, after `make test` set up .venv)
-# Starts an 80-epoch run, waits for epoch 3, samples the RayTrainWorker with py-spy for 10 s at 200 Hz
+# Starts an 80-epoch run, waits for epoch 3, samples the run's process with py-spy for 10 s at 200 Hz
 # (collapsed stacks in OUT.txt), and prints the share of samples in each phase of the train loop.
 set -euo pipefail
 out=${1:-train_worker_profile.txt}
@@ -10,8 +11,7 @@ log=$work/run.log
 .venv/bin/augtrain run jobs/digits_cnn.yaml train.epochs=80 run.storage_path="$work/runs" >"$log" 2>&1 &
 run=$!
 until grep -q "epoch 3/" "$log"; do kill -0 $run 2>/dev/null || { cat "$log"; exit 1; }; sleep 0.5; done
-worker=$(pgrep -f "ray::RayTrainWorker" | head -1)
-.venv/bin/py-spy record -p "$worker" -d 10 -r 200 -f raw -o "$out" --nonblocking >/dev/null
+.venv/bin/py-spy record -p "$run" -d 10 -r 200 -f raw -o "$out" --nonblocking >/dev/null
 wait $run
 .venv/bin/python - "$out" <<'PY'
 import collections, sys
