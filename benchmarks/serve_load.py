@@ -24,7 +24,7 @@ Goals: at concurrency 32, batched requests/s >= 3x unbatched; at concurrency 1, 
 without a prediction) in any run, warm-ups included. INFO rows: p50, p99 and requests/s of every server at
 every concurrency.
 
-    cd benchmarks && PYTHONPATH=. python serve_load.py           # about 7 minutes on 2 CPUs
+    cd benchmarks && PYTHONPATH=. python serve_load.py           # about 6 minutes on 2 CPUs
     cd benchmarks && PYTHONPATH=. python serve_load.py --smoke   # 1 round, few requests; appends no row
 """
 
@@ -52,7 +52,7 @@ from common import at_least, at_most, paired_ratio, process_tree, record, repeat
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-LEVELS = {1: 200, 8: 800, 32: 800, 64: 800}  # concurrency: timed requests
+LEVELS = {1: 100, 8: 400, 32: 400, 64: 400}  # concurrency: timed requests
 WARMUP = (8, 100)  # concurrency, untimed requests after a server starts
 REPEATS = 3
 SIDES = ("batched", "unbatched", "plain")
