@@ -5,8 +5,8 @@ collected, a summary is printed last, and the exit status is 1 if any row FAILed
     python run_all.py --quick    the few that take minutes, for use before every resolve (`make bench-quick`)
     python run_all.py SCRIPT...  those scripts
 
-Scripts that read the Free Spoken Digit Dataset are skipped, and said so, when its recordings are not at
-fsdd.RECORDINGS (a fresh clone has no datasets beside it).
+Scripts that read the team's datasets (the Free Spoken Digit Dataset at fsdd.RECORDINGS, Kim 2014's text
+files at text_corpora.FOLDER) are skipped, and said so, where they are absent (a fresh clone has none).
 """
 
 import argparse
@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 from fsdd import RECORDINGS
+from text_corpora import FOLDER
 
 HERE = Path(__file__).resolve().parent
-HELPERS = {"common.py", "fsdd.py", "run_all.py"}
+HELPERS = {"common.py", "fsdd.py", "text_corpora.py", "run_all.py"}
 QUICK = ["predict_small.py", "augment_stage.py", "train_overhead.py", "tune_overhead.py"]
-NEEDS_FSDD = {"audio_accuracy.py", "audio_augment_stage.py"}
+NEEDS = {"audio_accuracy.py": RECORDINGS, "audio_augment_stage.py": RECORDINGS, "text_accuracy.py": FOLDER}
 
 
 def run(script: str) -> tuple[list[str], int]:
@@ -42,8 +43,8 @@ def main() -> int:
     scripts = args.scripts or (QUICK if args.quick else sorted(p.name for p in HERE.glob("*.py") if p.name not in HELPERS))
     verdicts, problems = [], []
     for script in scripts:
-        if script in NEEDS_FSDD and not RECORDINGS.is_dir():
-            problems.append(f"SKIPPED {script}: no FSDD recordings at {RECORDINGS} (no verdict)")
+        if script in NEEDS and not NEEDS[script].is_dir():
+            problems.append(f"SKIPPED {script}: no {NEEDS[script]} (no verdict)")
             continue
         print(f"== {script}", flush=True)
         lines, code = run(script)

@@ -50,6 +50,17 @@ LEARNED_OVER_CHANCE = 0.2
 NOT_LEARNED_IN_SMOKE_FORM = {"gunpoint_fcn", "gunpoint_lstm"}
 
 
+def exports_with_parity(run_dir: Path, fmt: str) -> None:
+    """`augtrain export` of a run in `fmt` succeeds, which it does only when the exported model's logits match
+    PyTorch's on the run's test inputs."""
+    from augtrain.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert "max abs logit difference" in result.output
+
+
 def smoke(tmp_path, *extra):
     return [f"run.storage_path={tmp_path / 'runs'}", f"data.path={tmp_path / 'data'}", "train.epochs=2", *extra]
 

@@ -20,6 +20,7 @@ from augtrain.modalities import check_transform
 from augtrain.modalities.audio import AUDIO
 from augtrain.modalities.audio.augment import AudioAugmenter
 from augtrain.modalities.audio.read import fit
+from conftest import exports_with_parity
 from PIL import Image
 from sounds import CLASSES, write_recordings
 from typer.testing import CliRunner
@@ -188,10 +189,7 @@ def test_predict_on_recordings_matches_the_labels_and_quarantines_bad_files(audi
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch_on_spectrograms(audio_run, fmt):
-    _, run_dir = audio_run
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", fmt])
-    assert result.exit_code == 0, result.output
-    assert "max abs logit difference" in result.output
+    exports_with_parity(audio_run[1], fmt)
 
 
 def test_a_bundle_with_hostile_audio_settings_is_refused(audio_run, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import ray
 from augtrain.config.spec import Data, load_job
 from augtrain.datasets.collect import collect
-from augtrain.datasets.stats import channel_stats
+from augtrain.datasets.stats import train_stats
 from augtrain.datasets.storage import StorageError, check_shared
 from augtrain.modalities import build_model
 from augtrain.recipes.run import run_job
@@ -132,7 +132,7 @@ def test_storage_a_node_cannot_see_is_refused_before_training_or_decoding(cluste
     job = load_job(JOB, [f"run.storage_path={tmp_path / 'unmounted' / 'runs'}", f"data.path={tmp_path / 'data'}",
                          "train.epochs=1", "scaling.workers=1"])
     collected = collect(job.data)  # the dataset and its stats, where every node sees them: no Ray Data below
-    channel_stats(collected.path, collected.manifest)
+    train_stats(collected.path, collected.manifest)
     with blind_node(cluster.address, tmp_path / "unmounted"):
         with pytest.raises(StorageError, match=rf"^{re.escape(str(tmp_path / 'unmounted' / 'runs'))}/\S+ is not visible from node"):
             run_job(job, cluster.address, echo=lambda line: None)

@@ -129,11 +129,11 @@ def test_plots_are_real_pngs(digits_cnn, gunpoint, tmp_path):
     model, x, predicted = digits_cnn
     attributions = attribute(model, x[:8], predicted[:8], steps=16)
     plot_attributions(modality("image"), x[:8].numpy(), attributions, [f"pred {p}" for p in predicted[:8].tolist()],
-                      tmp_path / "images.png")
+                      tmp_path / "images.png", {})
     _, _, series = gunpoint
     model = build_model("fcn", {}, (150, 1), 2)
     target = torch.zeros(len(series), dtype=torch.long)
     plot_attributions(modality("sequence"), series.numpy(), attribute(model, series, target, steps=16),
-                      ["a series"] * len(series), tmp_path / "series.png")
+                      ["a series"] * len(series), tmp_path / "series.png", {})
     assert colourful(tmp_path / "images.png") > 0.05
     assert colourful(tmp_path / "series.png") > 0.005

@@ -50,7 +50,7 @@ class VectorModality(Modality):
     def report_pair(self, samples, stats, transforms, seed):
         return samples, None, None
 
-    def plot_attributions(self, samples, attributions, titles, columns):
+    def plot_attributions(self, samples, attributions, titles, columns, stats):
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(1, len(samples), squeeze=False)

@@ -7,7 +7,7 @@ from augtrain.config.spec import Data, WorkerScaling
 from augtrain.datasets.collect import collect
 from augtrain.datasets.format import decode_samples, split_files
 from augtrain.datasets.normalize import SERIES, normalize, to_unit
-from augtrain.datasets.stats import channel_stats
+from augtrain.datasets.stats import train_stats
 from augtrain.datasets.stream import split_dataset
 from augtrain.modalities import modality
 from augtrain.training.loop import ToTensors
@@ -28,18 +28,18 @@ def arrays(ds, stats, kind="image"):
     return np.concatenate([b["x"].numpy() for b in batches]), np.concatenate([b["y"].numpy() for b in batches])
 
 
-def test_channel_stats_equal_numpy_and_are_cached(ray_session, dataset):
-    stats = channel_stats(dataset.path, dataset.manifest)
+def test_train_stats_equal_numpy_and_are_cached(ray_session, dataset):
+    stats = train_stats(dataset.path, dataset.manifest)
     train = pq.read_table(split_files(dataset.path, "train")).column("x").to_pylist()
     pixels = to_unit(decode_samples(train, dataset.manifest)).astype(np.float64)
     np.testing.assert_allclose(stats["mean"], pixels.mean(axis=(0, 1, 2)), rtol=1e-9)
     np.testing.assert_allclose(stats["std"], pixels.std(axis=(0, 1, 2)), rtol=1e-9)
     assert (Path(dataset.path) / "stats.json").is_file()
-    assert channel_stats(dataset.path, dataset.manifest) == stats
+    assert train_stats(dataset.path, dataset.manifest) == stats
 
 
 def test_only_train_is_augmented_and_it_changes_every_pass(ray_session, dataset):
-    stats = channel_stats(dataset.path, dataset.manifest)
+    stats = train_stats(dataset.path, dataset.manifest)
     plan = plan_resources(WorkerScaling(), 2)
     val = split_dataset(dataset.path, dataset.manifest, stats, "val", plan, transforms=[])
     x1, y1 = arrays(val, stats)
@@ -63,7 +63,7 @@ def test_augmentation_is_seeded_by_the_run_whatever_the_number_of_data_tasks(ray
     from ray.data import DataContext
 
     DataContext.get_current().execution_options.preserve_order = True  # as training.loop.fit sets it
-    stats = channel_stats(dataset.path, dataset.manifest)
+    stats = train_stats(dataset.path, dataset.manifest)
     a, ya = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan_resources(WorkerScaling(), 2), AUGMENT), stats)
     eighths = plan_resources(WorkerScaling(), 0.5)
     assert eighths.cpus_per_data_task == 0.25
@@ -77,7 +77,7 @@ def test_augmentation_is_seeded_by_the_run_whatever_the_number_of_data_tasks(ray
 
 def test_one_training_stream_carries_every_epoch_augmented_afresh(ray_session, dataset):
     """passes=3: every sample three times in one execution, each copy augmented on its own."""
-    stats = channel_stats(dataset.path, dataset.manifest)
+    stats = train_stats(dataset.path, dataset.manifest)
     plan = plan_resources(WorkerScaling(), 2)
     clean, y = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan), stats)
     x3, y3 = arrays(split_dataset(dataset.path, dataset.manifest, stats, "train", plan, AUGMENT, passes=3), stats)
@@ -95,7 +95,7 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
     """Unequal-length series keep their NaN padding through normalization and augmentation."""
     collected = collect(Data(source="ucr:PickupGestureWiimoteZ"), tmp_path / "pg")
     manifest = collected.manifest
-    stats = SERIES if mode == "series" else channel_stats(collected.path, manifest)
+    stats = SERIES if mode == "series" else train_stats(collected.path, manifest)
     plan = plan_resources(WorkerScaling(), 2)
     raw = decode_samples(pq.read_table(split_files(collected.path, "val")).column("x").to_pylist(), manifest)
     x, _ = arrays(split_dataset(collected.path, manifest, stats, "val", plan), stats, "sequence")

@@ -109,24 +109,12 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     except ValueError as exc:
         raise BundleError(f"{folder}: input.json: {clip(exc)}") from None
     model = _model(folder, job, modality, layout["shape"], len(classes), blobs[WEIGHTS])
-    problem = stats_problem(stats, layout["shape"][-1])  # the last axis is the channels, once the model fits
+    problem = modality.stats_problem(stats, layout["shape"])  # once the model fits
     if problem:
         raise BundleError(f"{folder}: {problem}")
     if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
         raise BundleError(f"{folder}: metrics.json: expected an object with the test metrics")
     return Bundle(model.eval(), job, stats, classes, layout["shape"], layout["dtype"], modality, metrics, digest)
-
-
-def stats_problem(stats, channels: int) -> str | None:
-    """What is wrong with normalization stats: {"mode": "series"}, or a mean and std per channel."""
-    if stats == {"mode": "series"}:
-        return None
-    numbers = [stats.get(key) for key in ("mean", "std")] if isinstance(stats, dict) else None
-    if not numbers or not all(isinstance(v, list) and len(v) == channels for v in numbers) or not all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) for v in numbers for x in v
-    ):
-        return f"normalization.json: expected a mean and std per channel ({channels}) or {{\"mode\": \"series\"}}"
-    return None
 
 
 def _listed_files(folder: Path) -> tuple[dict[str, str], str]:

@@ -44,24 +44,25 @@ def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: in
 
 
 def plot_attributions(modality, samples: np.ndarray, attributions: np.ndarray, titles: list[str],
-                      path: str | Path, columns: int = 4) -> None:
+                      path: str | Path, stats: dict, columns: int = 4) -> None:
     """One PNG of model inputs beside their attributions, drawn the modality's way."""
-    figure = modality.plot_attributions(samples, attributions, titles, min(columns, len(samples)))
+    figure = modality.plot_attributions(samples, attributions, titles, min(columns, len(samples)), stats)
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
 def explain_samples(modality, model: nn.Module, samples: np.ndarray, classes: list[str], path: str | Path,
-                    truth: list[str] | None = None) -> np.ndarray:
-    """Attribute normalized `samples` to the class the model predicts for each and plot them; the attributions."""
+                    stats: dict, truth: list[str] | None = None) -> np.ndarray:
+    """Attribute model inputs `samples` to the class the model predicts for each and plot them (`stats`: the
+    run's normalization.json); the attributions."""
     x = torch.from_numpy(samples)
     with torch.no_grad():
         probabilities = torch.softmax(model.eval()(x), 1)
     predicted = probabilities.argmax(1)
-    attributions = attribute(model, x, predicted)
+    attributions = modality.attribute(model, x, predicted)
     titles = [
         (f"true {truth[i]} / " if truth else "") + f"pred {classes[p]} ({probabilities[i, p]:.2f})"
         for i, p in enumerate(predicted.tolist())
     ]
-    plot_attributions(modality, samples, attributions, titles, path)
+    plot_attributions(modality, samples, attributions, titles, path, stats)
     return attributions

@@ -126,9 +126,35 @@ class Spectrogram(Section):
         return self
 
 
+class TextSettings(Section):
+    """How texts become model input: a tokenizer trained on the train split (Hugging Face tokenizers), its
+    ids cut or padded to `max_length`; the trained tokenizer ships in the model bundle."""
+
+    tokenizer: Literal["word", "wordpiece", "bpe"] = Field("word", description="word: whitespace and punctuation "
+                                                           "split words; wordpiece, bpe: learned sub-words")
+    # bounded: a bundle's model is built (vocab_size x embedding) before its weights are compared
+    vocab_size: int = Field(20_000, ge=16, le=250_000, description="at most this many tokens, specials included")
+    min_frequency: int = Field(1, ge=1, description="rarer words are the unknown token")
+    max_length: int = Field(64, ge=1, le=8192, description="tokens per text: longer texts are cut, shorter padded")
+    lowercase: bool = True
+
+
+def ascii_compatible(encoding: str) -> str:
+    """A text encoding Python knows in which the ASCII bytes of a CSV (commas, quotes, newlines) stay ASCII."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+    if ',"\n'.encode(name) != b',"\n':
+        raise ValueError(f"{encoding}: only encodings that keep ASCII as ASCII are read (utf-8, latin-1, cp1252, ...)")
+    return name
+
+
 class Data(Section):
-    source: str = Field(description="sklearn-digits, ucr:NAME, a folder of images or recordings, an .npz, or a "
-                        ".csv/.parquet table")
+    source: str = Field(description="sklearn-digits, ucr:NAME, a folder of images, recordings or .txt texts, an "
+                        ".npz, or a .csv/.parquet table")
     path: str | None = Field(
         None, description="collected dataset dir or URI (s3://, gs://, ...: see run.storage_path); default data/<source name>"
     )
@@ -155,6 +181,12 @@ class Data(Section):
                                    "the recordings are no longer")
     max_duration: float = Field(600.0, gt=0, description="longer recordings are quarantined")
     spectrogram: Spectrogram = Spectrogram()
+    text_column: str | None = Field(None, description="a table's column of texts (makes the table a text source; "
+                                   "with data.kind: text, default: text)")
+    encoding: str = Field("utf-8", description="of text files and CSV tables of texts (undecodable ones are "
+                          "quarantined)")
+    max_text_bytes: int = Field(4096, ge=16, le=1 << 20, description="longer texts (in UTF-8) are quarantined")
+    text: TextSettings = TextSettings()
     follow_links: bool = Field(
         False, description="follow symlinks (and table paths) that lead outside the source folder; off: quarantined"
     )
@@ -164,6 +196,7 @@ class Data(Section):
 
     _path = field_validator("path")(known_scheme)
     _source = field_validator("source")(ucr_name)
+    _encoding = field_validator("encoding")(ascii_compatible)
 
     @field_validator("kind")
     @classmethod

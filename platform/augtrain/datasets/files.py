@@ -163,6 +163,20 @@ def is_folder(source: str) -> bool:
     return fs.get_file_info(inner).type == pafs.FileType.Directory
 
 
+def first_suffix(source: str) -> str | None:
+    """The suffix (lower case) of the first visible file in a local folder, walked in sorted order: what
+    a modality looks at to claim a folder (recordings, texts) before any file is read; None if none."""
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    for _, folders, files in os.walk(path):
+        folders.sort()
+        visible = sorted(f for f in files if not f.startswith("."))
+        if visible:
+            return Path(visible[0]).suffix.lower()
+    return None
+
+
 def walk_uri(uri: str) -> Listing:
     """The files below a folder of remote storage (which has no links or special files), sorted; each
     listed as (id relative to the folder, its URI)."""

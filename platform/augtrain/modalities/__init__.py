@@ -15,12 +15,14 @@ from augtrain.modalities.base import Modality
 from augtrain.modalities.image import IMAGE
 from augtrain.modalities.models import check_builder
 from augtrain.modalities.sequence import SEQUENCE
+from augtrain.modalities.text import TEXT
 
 if TYPE_CHECKING:  # the sources import pyarrow: checking a job's transforms and models needs none of it
     from augtrain.datasets.sources import Listing
 
-# audio first: it claims a folder only when its files are recordings, where images claim any folder
-MODALITIES: dict[str, Modality] = {m.kind: m for m in (AUDIO, IMAGE, SEQUENCE)}
+# audio and text first: they claim a folder only when its files are recordings or texts, and a table
+# only when it is declared theirs (text: data.text_column), where images claim any folder or table
+MODALITIES: dict[str, Modality] = {m.kind: m for m in (AUDIO, TEXT, IMAGE, SEQUENCE)}
 
 
 def register(modality: Modality) -> Modality:

@@ -22,6 +22,19 @@ if TYPE_CHECKING:
     from augtrain.datasets.sources import Listing, Loaded
 
 
+def check_declared(transform: type, name: str, params: dict[str, Any]) -> None:
+    """Raise ValueError naming the problem with `transform(**params)`, a transform declared as a pydantic
+    model (a sequence or text transform)."""
+    from pydantic import ValidationError
+
+    from augtrain.config.spec import problems
+
+    try:
+        transform(**params)
+    except ValidationError as exc:
+        raise ValueError(f"{name}: {problems(exc)}") from None
+
+
 class Modality:
     kind: str = ""
     plural = ""  # what its samples are called in messages; default: the kind with an s
@@ -98,6 +111,26 @@ class Modality:
         shipped = self.to_ship(samples, stats)
         return shipped if augment is None else augment(shipped)
 
+    def fit_stats(self, dataset_dir, manifest: dict) -> dict:
+        """What the train split teaches about turning samples into model input (the run's
+        normalization.json): by default the per-channel mean and std of `stat_values`, with Ray Data."""
+        from augtrain.datasets.stats import channel_moments
+
+        return channel_moments(dataset_dir, manifest, self)
+
+    def stats_problem(self, stats, shape: list[int]) -> str | None:
+        """What is wrong with the stats of a bundle from anyone, for samples of `shape`: {"mode": "series"}, or
+        a mean and std per channel (the last axis)."""
+        if stats == {"mode": "series"}:
+            return None
+        channels = shape[-1]
+        numbers = [stats.get(key) for key in ("mean", "std")] if isinstance(stats, dict) else None
+        if not numbers or not all(isinstance(v, list) and len(v) == channels for v in numbers) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for v in numbers for x in v
+        ):
+            return f"normalization.json: expected a mean and std per channel ({channels}) or {{\"mode\": \"series\"}}"
+        return None
+
     def stat_values(self, samples: np.ndarray) -> np.ndarray:
         """Decoded samples -> the float values whose per-channel (last axis) mean and std normalize them."""
         return to_unit(samples)
@@ -128,8 +161,15 @@ class Modality:
         report's data card, augmented as in training."""
         raise NotImplementedError
 
-    def plot_attributions(self, samples: np.ndarray, attributions: np.ndarray, titles: list[str], columns: int):
-        """A matplotlib figure of model inputs beside their attributions."""
+    def attribute(self, model, x, target) -> np.ndarray:
+        """Attributions of model inputs `x` (a tensor) to the `target` logits, shaped like `x`."""
+        from augtrain.artifacts.explain import attribute
+
+        return attribute(model, x, target)
+
+    def plot_attributions(self, samples: np.ndarray, attributions: np.ndarray, titles: list[str], columns: int,
+                          stats: dict):
+        """A matplotlib figure of model inputs beside their attributions (`stats`: the run's normalization.json)."""
         raise NotImplementedError
 
     # --- predict ---

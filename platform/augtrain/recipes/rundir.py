@@ -17,7 +17,7 @@ from augtrain.artifacts.tracking import log_run
 from augtrain.config.spec import Job, SpecError, dump_job
 from augtrain.datasets.collect import collect
 from augtrain.datasets.normalize import SERIES
-from augtrain.datasets.stats import channel_stats
+from augtrain.datasets.stats import train_stats
 from augtrain.datasets.storage import (
     check_shared,
     is_uri,
@@ -51,7 +51,7 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
     if takes != data_modality(manifest["kind"]):
         raise SpecError(f"model.name: {job.model.name!r} takes {takes.samples_name} but {collected.path} holds "
                         f"{data_modality(manifest['kind']).samples_name}")
-    stats = SERIES if job.data.normalize == "series" else channel_stats(collected.path, manifest)
+    stats = SERIES if job.data.normalize == "series" else train_stats(collected.path, manifest)
     return CollectedData(collected.path, manifest, stats)
 
 
@@ -130,7 +130,8 @@ def explain_test_samples(run_dir: Path, data: CollectedData) -> None:
     classes = data.manifest["classes"]
     (run_dir / "explain").mkdir(exist_ok=True)
     model = load_bundle(run_dir).model
-    explain_samples(data.modality, model, x, classes, run_dir / "explain" / "test_samples.png", [classes[i] for i in y])
+    explain_samples(data.modality, model, x, classes, run_dir / "explain" / "test_samples.png", data.stats,
+                    [classes[i] for i in y])
 
 
 def selected(job: Job, result: ray.train.Result) -> tuple[ray.train.Checkpoint, dict, list[dict]]:

@@ -30,7 +30,8 @@ def explain_inputs(bundle_path: Path, source: Path, out: Path, limit: int, publi
     samples = model_ready(bundle, decode_samples([row["x"] for row in rows], layout))
     out.mkdir(parents=True, exist_ok=True)
     truth = [row["label"] for row in rows] if all(row["label"] for row in rows) else None
-    attributions = explain_samples(bundle.modality, bundle.model, samples, bundle.classes, out / "attributions.png", truth)
+    attributions = explain_samples(bundle.modality, bundle.model, samples, bundle.classes, out / "attributions.png",
+                                   bundle.stats, truth)
     np.savez(out / "attributions.npz", ids=np.array([row["id"] for row in rows]), inputs=samples,
              attributions=attributions)
     return len(rows)

@@ -45,7 +45,8 @@ def _too_large(limit: int) -> RequestError:
 
 def sent_inputs(content_type: str, body: bytes) -> list[tuple[str, object]]:
     """[(name, value)] of a body: JSON `{"inputs": [...]}` (a string: a file's bytes in base64; an array:
-    nested numbers) named `inputs[i]`, or multipart/form-data files (their bytes) named by file name."""
+    nested numbers; an object, e.g. a text model's `{"text": "..."}`) named `inputs[i]`, or multipart/form-data
+    files (their bytes) named by file name."""
     media = content_type.split(";")[0].strip().lower()
     if media == "application/json":
         inputs = _json_inputs(body)
@@ -84,8 +85,9 @@ def _json_inputs(body: bytes) -> list[tuple[str, object]]:
                 value = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 raise RequestError(422, f"inputs[{i}]: not base64 (a file's bytes are sent in base64)") from None
-        elif not isinstance(value, list):
-            raise RequestError(422, f"inputs[{i}]: expected a file's bytes in base64 (a string) or nested numbers (an array)")
+        elif not isinstance(value, (list, dict)):
+            raise RequestError(422, f"inputs[{i}]: expected a file's bytes in base64 (a string), nested numbers (an "
+                                    "array) or an object the model's modality reads")
         named.append((f"inputs[{i}]", value))
     return named
 

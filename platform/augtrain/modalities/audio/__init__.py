@@ -36,12 +36,12 @@ class AudioModality(Modality):
         return hash((type(self).__qualname__, self.rate, self.spectrogram))
 
     def claims(self, data) -> bool:
-        from augtrain.datasets.files import is_folder
-        from augtrain.modalities.audio.read import looks_like_audio
+        from augtrain.datasets.files import first_suffix, is_folder
+        from augtrain.modalities.audio.read import SUFFIXES
 
         if data.kind == self.kind:
             return Path(data.source).suffix in {".csv", ".parquet"} or is_folder(data.source)
-        return data.kind is None and looks_like_audio(data.source)
+        return data.kind is None and first_suffix(data.source) in SUFFIXES
 
     def listing(self, data, labelled: bool = True, shape: list[int] | None = None):
         from augtrain.modalities.audio.read import listing
@@ -132,7 +132,7 @@ class AudioModality(Modality):
         # waveforms, as augmented in training before their spectrogram (its masks are not drawn)
         return samples, self.augmenter(transforms, seed).waveforms(samples) if transforms else None, None
 
-    def plot_attributions(self, samples, attributions, titles, columns):
+    def plot_attributions(self, samples, attributions, titles, columns, stats):
         from augtrain.modalities.audio.draw import plot_attributions
 
         return plot_attributions(samples, attributions, titles, columns)

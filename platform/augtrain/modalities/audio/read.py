@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -148,16 +146,3 @@ def _opened(key: str, max_duration: float):
         else:
             reason = None
         yield reason, sound
-
-
-def looks_like_audio(source: str) -> bool:
-    """Whether the first file found in a local folder is a recording (a folder of images is not)."""
-    path = Path(source)
-    if not path.is_dir():
-        return False
-    for _, folders, files in os.walk(path):
-        folders.sort()
-        visible = sorted(f for f in files if not f.startswith("."))
-        if visible:
-            return Path(visible[0]).suffix.lower() in SUFFIXES
-    return False

@@ -67,7 +67,7 @@ class ImageModality(Modality):
     def report_pair(self, samples: np.ndarray, stats: dict, transforms: list[dict], seed: int):
         return samples, self.augmenter(transforms, seed)(samples) if transforms else None, None
 
-    def plot_attributions(self, samples, attributions, titles, columns):
+    def plot_attributions(self, samples, attributions, titles, columns, stats):
         from augtrain.modalities.image.draw import plot_attributions
 
         return plot_attributions(samples, attributions, titles, columns)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from augtrain.modalities.base import Modality
+from augtrain.modalities.base import Modality, check_declared
 
 
 class SequenceModality(Modality):
@@ -49,15 +49,9 @@ class SequenceModality(Modality):
         return name in TRANSFORMS
 
     def check_transform(self, name: str, params: dict[str, Any]) -> None:
-        from pydantic import ValidationError
-
-        from augtrain.config.spec import problems
         from augtrain.modalities.sequence.augment import TRANSFORMS
 
-        try:
-            TRANSFORMS[name](**params)
-        except ValidationError as exc:
-            raise ValueError(f"{name}: {problems(exc)}") from None
+        check_declared(TRANSFORMS[name], name, params)
 
     def augmenter(self, transforms: list[dict], seed: int | None = None):
         from augtrain.modalities.sequence.augment import SequencePipeline
@@ -80,7 +74,7 @@ class SequenceModality(Modality):
         before = self.to_ship(samples, stats)
         return samples, self.augmenter(transforms, seed)(before) if transforms else None, before
 
-    def plot_attributions(self, samples, attributions, titles, columns):
+    def plot_attributions(self, samples, attributions, titles, columns, stats):
         from augtrain.modalities.sequence.draw import plot_attributions
 
         return plot_attributions(samples, attributions, titles, columns)

@@ -1,0 +1,163 @@
+"""Text: reviews the tests generate (tests/texts.py) collected from a table and a folder, bad rows
+quarantined with their lines, augmented (EDA), tokenized, trained on, exported, predicted and explained."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from augtrain.artifacts.bundle import load_bundle
+from augtrain.cli import app
+from augtrain.config.spec import Data, SpecError, parse_job
+from augtrain.datasets.collect import collect
+from augtrain.datasets.format import decode_samples, split_files
+from augtrain.modalities.text import TEXT
+from augtrain.modalities.text.augment import TextAugmenter
+from augtrain.modalities.text.read import texts
+from augtrain.modalities.text.tokens import encode, tokenizer_problem
+from augtrain.modalities.text.wordnet import synonyms
+from augtrain.serving.request import sent_inputs
+from conftest import exports_with_parity
+from texts import reviews, write_csv, write_folder
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+EDA = [{"name": "SynonymReplacement", "alpha": 0.2, "p": 1.0}, {"name": "RandomInsertion", "alpha": 0.2, "p": 1.0},
+       {"name": "RandomSwap", "alpha": 0.2, "p": 1.0}, {"name": "RandomDeletion", "alpha": 0.2, "p": 1.0}]
+
+
+def stored_texts(dataset: Path) -> dict[str, str]:
+    """{id: text} of every split of a collected dataset."""
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    table = pq.ParquetDataset([f for s in ("train", "val", "test") for f in split_files(dataset, s)]).read()
+    return dict(zip(table.column("id").to_pylist(), texts(decode_samples(table.column("x").to_pylist(), manifest))))
+
+
+def test_a_table_quarantines_each_bad_row_with_its_line_and_keeps_the_rest(tmp_path):
+    rows = reviews(40)
+    source = write_csv(tmp_path / "reviews.csv", rows)
+    with open(source, "ab") as file:  # lines 42-46, after the header and 40 good rows
+        file.write(b'"   ",pos\n')  # blank text
+        file.write(b'"caf\xe9 au lait",neg\n')  # Latin-1, not UTF-8
+        file.write(("x" * 300 + ",pos\n").encode())
+        file.write(b"a fine film,\n")  # no label
+        file.write('"na\u00efve, and \u201cquoted\u201d",pos\n'.encode())
+    collected = collect(Data(source=str(source), text_column="text", max_text_bytes=128), tmp_path / "out")
+    assert collected.manifest["kind"] == "text" and collected.manifest["shape"] == [128]
+    quarantine = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()}
+    assert quarantine == {
+        "reviews.csv:42": "empty text",
+        "reviews.csv:43": "not valid utf-8: byte 4 (b'\\xe9')",
+        "reviews.csv:44": "too long: 300 bytes of UTF-8 exceed data.max_text_bytes=128",
+        "reviews.csv:45": "missing label: column label",
+    }
+    collected_texts = stored_texts(tmp_path / "out")
+    assert collected_texts["reviews.csv:46"] == "na\u00efve, and \u201cquoted\u201d"
+    assert [collected_texts[f"reviews.csv:{i + 2}"] for i in range(40)] == [text for text, _ in rows]
+
+
+def test_a_declared_encoding_decodes_the_table_and_a_folder_of_files_is_a_source_too(tmp_path):
+    source = write_csv(tmp_path / "latin.csv", [("caf\xe9 cr\xe8me", "pos"), ("na\xefve", "neg")] * 4, "latin-1")
+    collect(Data(source=str(source), text_column="text", encoding="latin-1"), tmp_path / "latin")
+    assert set(stored_texts(tmp_path / "latin").values()) == {"caf\xe9 cr\xe8me", "na\xefve"}
+
+    folder = write_folder(tmp_path / "folder", reviews(10))
+    (folder / "pos" / "empty.txt").write_bytes(b"")
+    (folder / "neg" / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    (folder / "loose.txt").write_text("not in a class folder")
+    collected = collect(Data(source=str(folder)), tmp_path / "from_folder")
+    assert collected.manifest["kind"] == "text"
+    quarantine = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "from_folder" / "quarantine.parquet").to_pylist()}
+    assert quarantine == {"pos/empty.txt": "empty file (0 bytes)", "neg/binary.txt": "not valid utf-8: byte 1 (b'\\xff')",
+                          "loose.txt": "not in a class sub-folder"}
+    assert stored_texts(tmp_path / "from_folder")["pos/0000.txt"] == reviews(10)[0][0]
+
+
+def test_eda_is_seeded_changes_words_and_takes_synonyms_from_wordnet():
+    assert {"film", "picture", "flick"} <= set(synonyms("movie")) and synonyms("the") == ()
+    batch = [text for text, _ in reviews(20)]
+    first, again, other = (TextAugmenter(EDA, seed)(batch) for seed in (1, 1, 2))
+    assert first == again and first != other and first != batch
+    # the judgement words come back as themselves or as WordNet synonyms, never as stop words
+    swapped = TextAugmenter([{"name": "RandomSwap", "alpha": 0.5, "p": 1.0}], 3)(batch)
+    assert all(sorted(a.split()) == sorted(b.split()) and a != b for a, b in zip(swapped, batch))
+    deleted = TextAugmenter([{"name": "RandomDeletion", "alpha": 0.99, "p": 1.0}], 3)(batch)
+    assert all(len(d.split()) >= 1 and set(d.split()) <= set(b.split()) for d, b in zip(deleted, batch))
+
+
+def test_a_spec_names_bad_text_settings():
+    with pytest.raises(SpecError, match="data.encoding: .*utf-16: only encodings that keep ASCII"):
+        parse_job({"data": {"source": "x.csv", "text_column": "t", "encoding": "utf-16"}, "model": {"name": "text_cnn"}})
+    with pytest.raises(SpecError, match="RandomSwap: alpha: Input should be less than or equal to 1"):
+        parse_job({"data": {"source": "x.csv", "text_column": "t"}, "model": {"name": "text_gru"},
+                       "augment": [{"name": "RandomSwap", "alpha": 2}]})
+    with pytest.raises(SpecError, match="model.params|widths"):
+        parse_job({"data": {"source": "x.csv"}, "model": {"name": "text_cnn", "params": {"widths": [0]}}})
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    """A short text_lstm run with every EDA transform on 400 generated reviews."""
+    root = tmp_path_factory.mktemp("text")
+    source = write_csv(root / "reviews.csv", reviews(400))
+    job = root / "job.yaml"
+    job.write_text(json.dumps({
+        "data": {"source": str(source), "text_column": "text", "path": str(root / "data"), "max_text_bytes": 256,
+                 "text": {"max_length": 24}},
+        "augment": [{**transform, "alpha": 0.1, "p": 0.5} for transform in EDA],
+        "model": {"name": "text_lstm"},
+        "train": {"epochs": 5, "lr": 0.003, "batch_size": 32},
+        "run": {"name": "reviews", "storage_path": str(root / "runs")},
+    }))
+    result = CliRunner().invoke(app, ["run", str(job)])
+    assert result.exit_code == 0, result.output
+    return root, Path(result.output.split("run dir: ")[1].split()[0])
+
+
+def test_a_short_run_learns_and_its_bundle_tokenizes_as_training_did(text_run):
+    root, run_dir = text_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9  # 2 classes; 0.95-1.0 measured (train.seed 0)
+    bundle = load_bundle(run_dir)
+    trained = json.loads((run_dir / "normalization.json").read_text())["tokenizer"]
+    assert bundle.stats == {"tokenizer": trained} and bundle.modality.settings.max_length == 24
+    ids = encode(["The movie was great!", "zyzzyva"], trained, 24)
+    assert ids.shape == (2, 24) and (ids[0, :5] > 1).all() and ids[1, 0] == 1 and not ids[:, 5:].any()
+    assert "more than the model embeds (10)" in tokenizer_problem({"tokenizer": trained}, 10)
+    assert tokenizer_problem({"tokenizer": "{}"}, 20000).startswith("normalization.json: not a tokenizer")
+    assert (run_dir / "explain" / "test_samples.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_matches_pytorch(text_run, fmt):
+    exports_with_parity(text_run[1], fmt)
+
+
+def test_predict_a_table_and_a_folder(text_run, tmp_path):
+    root, run_dir = text_run
+    rows = reviews(40, seed=7)
+    for source in (write_csv(tmp_path / "new.csv", rows), write_folder(tmp_path / "new", rows)):
+        out = tmp_path / f"{source.name}.parquet"
+        result = CliRunner().invoke(app, ["predict", str(run_dir), str(source), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        table = pq.read_table(out).to_pylist()
+        truth = {f"new.csv:{i + 2}": label for i, (_, label) in enumerate(rows)} | {
+            f"{label}/{i:04d}.txt": label for i, (_, label) in enumerate(rows)}
+        assert len(table) == 40 and all(row["label"] == truth[row["id"]] for row in table)
+        assert np.mean([row["predicted"] == row["label"] for row in table]) >= 0.9
+
+
+def test_a_served_text_decodes_as_collected(text_run):
+    _, run_dir = text_run
+    bundle = load_bundle(run_dir)
+    (name, value), = sent_inputs("application/json", b'{"inputs": [{"text": "The plot was dull."}]}')
+    sample, reason = bundle.modality.decode_input(value, bundle.job.data, bundle.shape)
+    assert reason == "" and texts(sample[None]) == ["The plot was dull."]
+    assert bundle.modality.decode_input({"text": "x" * 300}, bundle.job.data, bundle.shape)[1].startswith("too long")
+    assert bundle.modality.decode_input([1, 2], bundle.job.data, bundle.shape)[1].startswith("expected a text")
+    assert bundle.modality.decode_input(b"\xff", bundle.job.data, bundle.shape)[1].startswith("not valid utf-8")
+    logits = bundle.model(torch.from_numpy(bundle.modality.ship(sample[None], bundle.stats)))
+    assert bundle.classes[int(logits.argmax())] == "neg"
+    assert TEXT.owns_transform("RandomSwap") and not TEXT.owns_transform("Affine")
