@@ -17,7 +17,8 @@ def config(**fields):
     return Train(**fields).model_dump()
 
 
-@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD),
+                                       ("adadelta", torch.optim.Adadelta)])
 def test_optimizers(name, cls):
     optimizer = make_optimizer(torch.nn.Linear(2, 2).parameters(), config(optimizer=name, lr=0.05))
     assert type(optimizer) is cls and optimizer.param_groups[0]["lr"] == 0.05

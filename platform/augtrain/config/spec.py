@@ -240,7 +240,8 @@ class Train(Section):
     epochs: int = Field(30, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "adadelta"] = Field("adam", description="adadelta: rho 0.95, as Kim "
+                                                                    "2014 trained sentence CNNs (lr 1.0 there)")
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["constant", "cosine", "step"] = "cosine"

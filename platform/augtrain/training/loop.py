@@ -97,6 +97,8 @@ def make_optimizer(params, config: dict) -> torch.optim.Optimizer:
     name, lr, decay = config["optimizer"], config["lr"], config["weight_decay"]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=decay, nesterov=True)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
     return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params, lr=lr, weight_decay=decay)
 
 
