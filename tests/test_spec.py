@@ -50,7 +50,7 @@ def test_every_bad_field_is_reported_with_its_dotted_path():
         "augment.1: unknown transform 'NoSuchTransform'",
         "model: unknown model 'resnet9000'",
         "train.lr: Input should be greater than 0",
-        "train.optimizer: Input should be 'adam', 'adamw' or 'sgd'",
+        "train.optimizer: Input should be 'adam', 'adamw', 'sgd' or 'adadelta'",
         "train.epochz: unknown field",
     ]:
         assert expected in message
