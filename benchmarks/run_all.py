@@ -7,6 +7,8 @@ collected, a summary is printed last, and the exit status is 1 if any row FAILed
 
 Scripts that read the team's datasets (the Free Spoken Digit Dataset at fsdd.RECORDINGS, Kim 2014's text
 files at text_corpora.FOLDER) are skipped, and said so, where they are absent (a fresh clone has none).
+The image benchmarks (image_accuracy.py, train_flops.py) make their data from Debian packages on their first
+run (image_data.py: `apt-get download`, which needs apt's package lists).
 """
 
 import argparse
@@ -18,7 +20,7 @@ from fsdd import RECORDINGS
 from text_corpora import FOLDER
 
 HERE = Path(__file__).resolve().parent
-HELPERS = {"common.py", "fsdd.py", "text_corpora.py", "run_all.py"}
+HELPERS = {"common.py", "fsdd.py", "text_corpora.py", "image_data.py", "run_all.py"}
 QUICK = ["predict_small.py", "augment_stage.py", "train_overhead.py", "tune_overhead.py"]
 NEEDS = {"audio_accuracy.py": RECORDINGS, "audio_augment_stage.py": RECORDINGS, "text_accuracy.py": FOLDER}
 

@@ -49,7 +49,7 @@ val, test = torch.from_numpy(normalize(x_val, stats)), torch.from_numpy(normaliz
 pipeline = build_pipeline([t.model_dump() for t in job.augment], seed=job.train.seed)
 config = job.train.model_dump()
 model = build_model(job.model.name, job.model.params, manifest["shape"], len(manifest["classes"]))
-optimizer = make_optimizer(model.parameters(), config)
+optimizer = make_optimizer(model, config)
 schedule = make_schedule(optimizer, config)
 loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=job.train.label_smoothing)
 for epoch in range(job.train.epochs):

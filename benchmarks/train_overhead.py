@@ -52,7 +52,7 @@ def plain_loop(job, manifest: dict, stats: dict, dataset: Path, threads: int) ->
     x_val, y_val = (torch.from_numpy(a) for a in read_split(dataset, manifest, stats, "val"))
     config = job.train.model_dump()
     model = build_model(job.model.name, job.model.params, manifest["shape"], len(manifest["classes"]))
-    optimizer, loss_fn = make_optimizer(model.parameters(), config), nn.CrossEntropyLoss()
+    optimizer, loss_fn = make_optimizer(model, config), nn.CrossEntropyLoss()
     schedule = make_schedule(optimizer, config)
     train_s, epoch_s = [], []
     for _ in range(job.train.epochs):
@@ -93,10 +93,10 @@ def mm_flops(threads: int, n: int = 1024, repeats: int = 20) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def augtrain_run(overrides: list[str]) -> tuple:
-    """One `run_job` of the main job: (job, its epochs' history, manifest, stats, dataset, threads, wall,
-    seconds from the start to the first finished epoch); Ray is shut down after it."""
-    job = load_job(JOB, [*overrides, f"train.epochs={EPOCHS}"])
+def augtrain_run(overrides: list[str], job_file: Path = JOB, epochs: int = EPOCHS) -> tuple:
+    """One `run_job` of a job (the main one by default): (job, its epochs' history, manifest, stats, dataset,
+    threads, wall, seconds from the start to the first finished epoch); Ray is shut down after it."""
+    job = load_job(job_file, [*overrides, f"train.epochs={epochs}"])
     start = time.time()
     run_dir = run_job(job, echo=lambda line: None)
     wall = time.time() - start

@@ -32,6 +32,18 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small models: thread hand-offs cost more than they save, many times more
+    when other processes share the CPUs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from sklearn.datasets import load_digits

@@ -7,14 +7,7 @@ from augtrain.datasets.normalize import SERIES, normalize, to_unit
 from augtrain.modalities import build_model, modality, read_source
 from PIL import Image
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These small models run faster on one thread, and far faster when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int, batch: int = 64,

@@ -16,14 +16,7 @@ from safetensors.torch import save_file
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are small: thread hand-offs cost more than they save, many times more on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, steps: int, batch: int = 64) -> nn.Module:

@@ -16,7 +16,7 @@ from augtrain.datasets.format import decode_samples, split_files
 from augtrain.modalities.text import TEXT
 from augtrain.modalities.text.augment import TextAugmenter
 from augtrain.modalities.text.read import texts
-from augtrain.modalities.text.tokens import encode, tokenizer_problem
+from augtrain.modalities.text.tokens import encode, token_counts, tokenizer_problem
 from augtrain.modalities.text.wordnet import synonyms
 from augtrain.serving.request import sent_inputs
 from conftest import exports_with_parity
@@ -97,6 +97,20 @@ def test_a_spec_names_bad_text_settings():
         parse_job({"data": {"source": "x.csv"}, "model": {"name": "text_cnn", "params": {"widths": [0]}}})
 
 
+def test_kims_cnn_sees_the_same_text_alike_however_much_padding_follows_it():
+    """Max-over-time pooling leaves out the windows that end in padding: more padding, same logits."""
+    from augtrain.modalities.text.models import text_cnn
+
+    torch.manual_seed(0)
+    model = text_cnn((8, 50), 3, embedding=16, maps=4).eval()
+    words = torch.tensor([[5.0, 6, 7]])
+    short, long = (torch.cat([words, torch.zeros(1, n)], 1) for n in (2, 9))
+    torch.testing.assert_close(model(short), model(long))
+    last_word = words.clone()
+    last_word[0, 2] = 9  # the last word counts
+    assert not torch.equal(model(torch.cat([last_word, torch.zeros(1, 2)], 1)), model(short))
+
+
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     """A short text_lstm run with every EDA transform on 400 generated reviews."""
@@ -130,6 +144,14 @@ def test_a_short_run_learns_and_its_bundle_tokenizes_as_training_did(text_run):
     assert (run_dir / "explain" / "test_samples.png").stat().st_size > 10_000
 
 
+def test_the_report_shows_the_lengths_of_the_training_texts_in_tokens(text_run):
+    _, run_dir = text_run
+    assert 'alt="a profile of the training data"' in (run_dir / "report.html").read_text()
+    trained = json.loads((run_dir / "normalization.json").read_text())["tokenizer"]
+    long = " ".join(["movie"] * 30)  # beyond max_length (24): counted whole
+    assert token_counts(["The movie was great!", long], trained) == [5, 30]
+
+
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_matches_pytorch(text_run, fmt):
     exports_with_parity(text_run[1], fmt)
@@ -147,6 +169,42 @@ def test_predict_a_table_and_a_folder(text_run, tmp_path):
             f"{label}/{i:04d}.txt": label for i, (_, label) in enumerate(rows)}
         assert len(table) == 40 and all(row["label"] == truth[row["id"]] for row in table)
         assert np.mean([row["predicted"] == row["label"] for row in table]) >= 0.9
+
+
+def test_word_vectors_start_the_embedding_and_another_runs_rows_follow_their_tokens(text_run, tmp_path):
+    """model.vectors fills each token's row with its word's vector; model.init_from from that run, with another
+    tokenizer (cased), moves each row to the token's new id. The embedding is frozen (train.freeze_epochs) to
+    show it; a vectors file with a short line is refused naming its line."""
+    root, _ = text_run
+    rng = np.random.default_rng(0)
+    vectors = {word: rng.normal(size=8).round(4) for word in ("great", "awful", "movie", "zyzzyva")}
+    file = tmp_path / "vectors.txt"
+    file.write_text("4 8\n" + "".join(f"{word} {' '.join(map(str, v))}\n" for word, v in vectors.items()))
+
+    def trained(name: str, text: dict, *overrides: str):
+        result = CliRunner().invoke(app, [
+            "run", str(root / "job.yaml"), "model.name=text_cnn", "model.params={embedding: 8, maps: 4}",
+            "augment=[]", "train.epochs=1", "train.freeze_epochs=1", f"data.path={tmp_path / name}",
+            f"data.text={json.dumps({'max_length': 24, **text})}", *overrides])
+        assert result.exit_code == 0, result.output
+        run_dir = Path(result.output.split("run dir: ")[1].split()[0])
+        bundle = load_bundle(run_dir)
+        vocab = json.loads(bundle.stats["tokenizer"])["model"]["vocab"]
+        return bundle.model.embedding.weight.detach(), vocab, result.output, run_dir
+
+    rows, vocab, said, lower_run = trained("lower", {}, f"model.vectors={file}")
+    assert "model.vectors: 3 of" in said  # zyzzyva is in no review
+    for word in ("great", "awful", "movie"):
+        torch.testing.assert_close(rows[vocab[word]], torch.tensor(vectors[word], dtype=torch.float32))
+    cased_rows, cased_vocab, _, _ = trained("cased", {"lowercase": False}, f"model.init_from={lower_run}")
+    assert cased_vocab != vocab and "The" in cased_vocab
+    for word in ("great", "awful", "movie", "film"):
+        torch.testing.assert_close(cased_rows[cased_vocab[word]], rows[vocab[word]], rtol=0, atol=0)
+
+    file.write_text("great 1 2 3 4 5 6 7 8\nawful 1 2\n")
+    refused = CliRunner().invoke(app, ["run", str(root / "job.yaml"), "model.name=text_cnn",
+                                       "model.params={embedding: 8}", f"model.vectors={file}"])
+    assert refused.exit_code == 2 and f"model.vectors: {file}:2: 2 numbers after the word; the embedding has 8" in refused.output
 
 
 def test_a_served_text_decodes_as_collected(text_run):

@@ -10,6 +10,7 @@ from augtrain.config.spec import Train
 from augtrain.modalities import build_model
 from augtrain.training.checkpoint import WEIGHTS, load_weights, read_history
 from augtrain.training.loop import make_optimizer, make_schedule, minibatches, take_rows
+from augtrain.training.parts import head_constraint
 from safetensors.torch import save_file
 
 
@@ -20,7 +21,7 @@ def config(**fields):
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD),
                                        ("adadelta", torch.optim.Adadelta)])
 def test_optimizers(name, cls):
-    optimizer = make_optimizer(torch.nn.Linear(2, 2).parameters(), config(optimizer=name, lr=0.05))
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), config(optimizer=name, lr=0.05))
     assert type(optimizer) is cls and optimizer.param_groups[0]["lr"] == 0.05
 
 
@@ -33,7 +34,7 @@ def test_optimizers(name, cls):
     ],
 )
 def test_schedules_per_epoch(fields, expected):
-    optimizer = make_optimizer(torch.nn.Linear(2, 2).parameters(), config(lr=0.1, **fields))
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), config(lr=0.1, **fields))
     schedule = make_schedule(optimizer, config(lr=0.1, **fields))
     seen = []
     for _ in expected:
@@ -41,6 +42,44 @@ def test_schedules_per_epoch(fields, expected):
         optimizer.step()
         schedule.step()
     assert seen == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_head_trains_alone_while_the_backbone_is_frozen_then_the_backbone_at_its_share_of_the_lr():
+    """train.freeze_epochs, train.backbone_lr; biases and 1-D tensors never decay."""
+    torch.manual_seed(0)
+    model = build_model("cnn", {}, (8, 8, 1), 3)
+    fields = {"lr": 0.1, "schedule": "constant", "freeze_epochs": 2, "backbone_lr": 0.1, "weight_decay": 0.01}
+    optimizer = make_optimizer(model, config(**fields))
+    schedule = make_schedule(optimizer, config(**fields))
+    assert {(g["part"], g["weight_decay"]) for g in optimizer.param_groups} == {
+        ("head", 0.01), ("head", 0.0), ("backbone", 0.01), ("backbone", 0.0)}
+    assert all(p.ndim == 1 for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"])
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    head, first_conv = model[-1].weight, model[0][0].weight
+    lrs, moved = [], []
+    for _ in range(4):
+        before = head.clone(), first_conv.clone()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        schedule.step()
+        lrs.append(sorted({(g["part"], round(g["lr"], 6)) for g in optimizer.param_groups}))
+        moved.append((not torch.equal(before[0], head), not torch.equal(before[1], first_conv)))
+    assert moved == [(True, False), (True, False), (True, True), (True, True)]
+    assert lrs[1] == [("backbone", 0.01), ("head", 0.1)]  # after epoch 1: the backbone thaws at a tenth
+    assert optimizer.param_groups[0]["part"] == "head"  # the lr an epoch reports is the head's
+
+
+def test_max_norm_scales_down_each_class_row_of_the_head_that_exceeds_it_and_no_other():
+    model = build_model("cnn", {}, (8, 8, 1), 3)
+    head = model[-1].weight
+    with torch.no_grad():
+        head[:2] *= 100 / head[:2].norm(dim=1, keepdim=True)  # rows of norm 100, 100 and about 0.7
+    before, conv = head.clone(), model[0][0].weight.clone()
+    head_constraint(model, 3.0)()
+    torch.testing.assert_close(head.norm(dim=1)[:2], torch.tensor([3.0, 3.0]))
+    torch.testing.assert_close(head[:2], before[:2] * 0.03)  # scaled, not reshaped
+    assert torch.equal(head[2], before[2]) and torch.equal(model[0][0].weight, conv)
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):
@@ -88,7 +127,7 @@ def test_training_in_process_keeps_the_best_checkpoints_and_the_latest_and_resum
     session = LocalSession({}, storage, 2, ranking(), tell=lambda metrics, path: told.append((metrics["epoch"], path)))
     assert session.restored() is None
     model = torch.nn.Linear(2, 2)
-    optimizer = make_optimizer(model.parameters(), config())
+    optimizer = make_optimizer(model, config())
     schedule = make_schedule(optimizer, config())
     for epoch, accuracy in enumerate([0.5, 0.9, 0.7, 0.8, 0.6]):
         history.append({"epoch": epoch, "val_accuracy": accuracy, "val_loss": 1 - accuracy})

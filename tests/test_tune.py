@@ -158,4 +158,4 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
 
 def test_a_trial_process_imports_no_sweep_reporting():
     """Each trial's process imports augtrain.recipes.trial: training's imports, not the sweep's plots and metrics."""
-    assert loaded_by_import("augtrain.recipes.trial", ["matplotlib", "sklearn", "albumentations"]) == []
+    assert loaded_by_import("augtrain.recipes.trial", ["matplotlib", "sklearn", "albumentations", "torchvision"]) == []

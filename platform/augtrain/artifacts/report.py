@@ -122,7 +122,8 @@ def plot_curves(history: list[dict], best_epoch: int | None, out) -> None:
 
 
 def data_card(run_dir: Path, dataset: str, spec: dict) -> dict:
-    """Class counts per split and sample grids (raw, augmented); `missing` says why when the dataset is gone."""
+    """Class counts per split, the modality's profile of the data (text: lengths) and sample grids (raw,
+    augmented); `missing` says why when the dataset is gone."""
     try:
         manifest = read_manifest(dataset)
     except SourceError as exc:
@@ -134,12 +135,14 @@ def data_card(run_dir: Path, dataset: str, spec: dict) -> dict:
     drawn = for_manifest(manifest)
     stats = json.loads((run_dir / "normalization.json").read_text())
     samples, augmented, before = drawn.report_pair(samples, stats, spec["augment"], spec["data"]["seed"])
+    profile = drawn.profile(dataset, manifest, stats)
     return {
         "manifest": manifest,
         "splits": SPLITS,
         "rows": [(name, [(n, 100 * n / m) for n, m in zip(row, most)]) for name, row in zip(classes, counts)],
         "totals": [sum(column) for column in zip(*counts)],
         "shown": len(set(labels.tolist())),
+        "profile": data_uri(save, profile) if profile else None,
         "raw": data_uri(plot_samples, drawn, samples, labels, classes, None),
         "augmented": data_uri(plot_samples, drawn, augmented, labels, classes, before) if augmented is not None else None,
     }

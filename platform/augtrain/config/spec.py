@@ -227,6 +227,15 @@ class Transform(BaseModel):
 class Model(Section):
     name: str = "cnn"
     params: dict[str, Any] = {}
+    # where a run's weights start (read on the driver when the run starts; a bundle's spec keeps them as text)
+    weights: str | None = Field(None, description="a state dict to start from: a .safetensors file, or a torch "
+                                "file (.pt/.pth, e.g. torchvision's; read with weights_only); a path or URI")
+    init_from: str | None = Field(None, description="another augtrain run (or its bundle) to start from, "
+                                  "checked as every bundle; its head starts fresh if the classes differ")
+    vectors: str | None = Field(None, description="text models: word vectors (GloVe or word2vec text format) "
+                                "the embedding starts from, for the tokens they hold")
+
+    _locations = field_validator("weights", "init_from", "vectors")(known_scheme)
 
     @model_validator(mode="after")
     def _known_model(self) -> Model:
@@ -242,12 +251,21 @@ class Train(Section):
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "adadelta"] = Field("adam", description="adadelta: rho 0.95, as Kim "
                                                                     "2014 trained sentence CNNs (lr 1.0 there)")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="of weights; biases and normalization layers never decay")
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     step_size: int = Field(10, ge=1, description="epochs between lr drops for schedule: step")
     gamma: float = Field(0.1, gt=0, le=1)
     precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = Field(False, description="convolutions in NHWC memory format: on this project's CPU a "
+                                "ResNet18 step at 64x64 took 31 % less time with precision bf16, 16 % more in fp32 "
+                                "(benchmarks/RESULTS.md)")
+    freeze_epochs: int = Field(0, ge=0, description="epochs that train only the head (the last linear layer) "
+                               "before the whole model trains")
+    backbone_lr: float = Field(1.0, gt=0, le=1, description="the learning rate of all but the head, as a share "
+                               "of train.lr (fine-tuning: e.g. 0.1)")
+    max_norm: float | None = Field(None, gt=0, description="after every step, each class's weights in the head "
+                                   "are scaled down to at most this L2 norm (Kim 2014's constraint: 3)")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss; validation loss is plain")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement; 0 = off")
     keep_checkpoints: int = Field(2, ge=1)

@@ -151,6 +151,15 @@ class Modality:
     def build_model(self, name: str, params: dict[str, Any], shape, classes: int):
         return self.models()[name](tuple(shape), classes, **params)
 
+    def carry_over(self, state: dict, their_stats: dict, stats: dict, model) -> dict:
+        """Another run's weights (trained on inputs made with `their_stats`, its normalization.json) made to
+        start `model`, whose inputs `stats` make: by default as they are."""
+        return state
+
+    def word_vectors(self, location: str, stats: dict, model, echo: Callable[[str], None]) -> dict:
+        """{tensor name: tensor} that start `model` from the word vectors at `location` (model.vectors)."""
+        raise ValueError(f"{self.samples_name} models embed no words")
+
     # --- report and explain ---
     def draw(self, axis, sample: np.ndarray, before: np.ndarray | None = None) -> None:
         """One sample (as stored, or as the model sees it) on a matplotlib axis; `before` faint behind it."""
@@ -160,6 +169,11 @@ class Modality:
         """(samples as drawn, the same augmented or None, the drawn `before` under them or None) for the
         report's data card, augmented as in training."""
         raise NotImplementedError
+
+    def profile(self, dataset: str, manifest: dict, stats: dict):
+        """A matplotlib figure the report's data card shows under the class counts, or None (`stats`: the
+        run's normalization.json)."""
+        return None
 
     def attribute(self, model, x, target) -> np.ndarray:
         """Attributions of model inputs `x` (a tensor) to the `target` logits, shaped like `x`."""

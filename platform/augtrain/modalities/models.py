@@ -22,9 +22,11 @@ def check_builder(name: str, builder: Callable, params: dict[str, Any]) -> None:
     for key, value in params.items():
         hint = hints[key]
         base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+        wanted = (f"one of {', '.join(map(repr, typing.get_args(base)))}" if typing.get_origin(base) is typing.Literal
+                  else base.__name__)
         try:
             TypeAdapter(hint).validate_python(value, strict=True)
         except ValidationError as exc:
             raise ValueError(
-                f"model {name!r}: {key} must be {base.__name__}, got {str(value)[:80]!r} ({exc.errors()[0]['msg']})"
+                f"model {name!r}: {key} must be {wanted}, got {str(value)[:80]!r} ({exc.errors()[0]['msg']})"
             ) from None

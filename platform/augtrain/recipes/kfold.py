@@ -15,6 +15,7 @@ from augtrain.datasets.storage import join
 from augtrain.datasets.stream import POOL, CollectedData, configure_data
 from augtrain.evaluation.evaluate import score_checkpoint
 from augtrain.recipes.rundir import close_run, evaluate_run, open_run, selected
+from augtrain.training.initial import shared_starting_weights
 from augtrain.training.loop import fit, in_process, ranking
 from augtrain.training.plan import DRIVER_CPU, Plan, shared_plan
 from augtrain.training.runtime import cluster_cpus_gpus
@@ -39,24 +40,29 @@ def assign_folds(data: CollectedData, k: int, seed: int) -> list[tuple[np.ndarra
 
 
 @ray.remote(num_cpus=DRIVER_CPU)
-def train_fold(job: Job, data: CollectedData, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: str):
-    """One fold's run (training in this task, or on Ray Train: see training.loop.in_process): its selected
-    checkpoint, that epoch's metrics, every epoch's metrics."""
+def train_fold(job: Job, data: CollectedData, plan: Plan, fold: tuple[np.ndarray, np.ndarray], storage: str,
+               initial: list):
+    """One fold's run (training in this task, or on Ray Train: see training.loop.in_process) from the starting
+    weights (`initial`: [their object ref] or []): its selected checkpoint, that epoch's metrics, every
+    epoch's metrics."""
     configure_data(progress_bars=False)
-    result = fit(job, data, plan, storage, fold)
+    result = fit(job, data, plan, storage, fold, initial=initial[0] if initial else None)
     checkpoint, metrics, history = selected(job, result)
     return checkpoint, metrics, history
 
 
-def run_folds(job: Job, data: CollectedData, plan: Plan, folds: list, concurrent: int, location: str) -> list[tuple]:
+def run_folds(job: Job, data: CollectedData, plan: Plan, folds: list, concurrent: int, location: str,
+              echo: Callable[[str], None]) -> list[tuple]:
     """Every fold's train_fold result, at most `concurrent` folds training at once."""
+    initial = shared_starting_weights(job, data, echo)
     running, results = {}, {}
     for i, fold in enumerate(folds):
         if len(running) == concurrent:
             (done,), _ = ray.wait(list(running), num_returns=1)
             results[running.pop(done)] = ray.get(done)
         task = train_fold.options(num_cpus=plan.cpus_per_worker if in_process(job, plan) else DRIVER_CPU)
-        running[task.remote(job, data, plan, fold, join(location, "folds", f"fold-{i}"))] = i
+        # the ref inside a list: passed as itself, not resolved into the task's arguments
+        running[task.remote(job, data, plan, fold, join(location, "folds", f"fold-{i}"), [initial] if initial else [])] = i
     for ref, i in running.items():
         results[i] = ray.get(ref)
     return [results[i] for i in range(len(folds))]
@@ -75,7 +81,7 @@ def cross_validate(job: Job, data: CollectedData, run_dir: Path, location: str, 
     folds = assign_folds(data, k, job.data.seed)
     concurrent, plan = shared_plan(job.scaling, k, *cluster_cpus_gpus())
     echo(f"{k}-fold cross-validation: up to {concurrent} fold(s) at a time, each: {plan.describe()}")
-    results = run_folds(job, data, plan, folds, concurrent, location)
+    results = run_folds(job, data, plan, folds, concurrent, location, echo)
 
     # score every fold's selected checkpoint on the (untouched) test split
     rows = []

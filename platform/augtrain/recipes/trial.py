@@ -24,9 +24,10 @@ def trial_job(base: Job, config: dict) -> Job:
     return parse_job(raw, "trial")
 
 
-def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: str) -> None:
-    """One trial: a run (in this process, or on Ray Train: see training.loop.in_process) whose per-epoch
-    reports flow to Tune (for ASHA and the results).
+def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: str, initial: list) -> None:
+    """One trial: a run (in this process, or on Ray Train: see training.loop.in_process) from the base job's
+    starting weights (`initial`: [their object ref] or []) whose per-epoch reports flow to Tune (for ASHA and
+    the results).
 
     Its checkpoints live in the run dir under the trial's id, so a resumed sweep finds them.
     """
@@ -34,4 +35,4 @@ def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: 
     known(data.modality)
     job = trial_job(base, config)
     storage = child(trials, tune.get_context().get_trial_id(), "trial id")
-    fit(job, data, plan, storage, tune_trial=True)
+    fit(job, data, plan, storage, tune_trial=True, initial=initial[0] if initial else None)

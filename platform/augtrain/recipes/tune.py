@@ -32,6 +32,7 @@ from augtrain.recipes.rundir import (  # noqa: E402
     prepare_dataset,
 )
 from augtrain.recipes.trial import run_trial, trial_job  # noqa: E402
+from augtrain.training.initial import shared_starting_weights  # noqa: E402
 from augtrain.training.loop import REPORTED, in_process, ranking  # noqa: E402
 from augtrain.training.plan import DRIVER_CPU, Plan, shared_plan  # noqa: E402
 from augtrain.training.runtime import cluster_cpus_gpus  # noqa: E402
@@ -107,8 +108,10 @@ def tune_job(
     location = latest_sweep(job) if resume else new_run_location(job)
     run_dir = open_run_dir(location)
     check_shared(location, data.path)
+    initial = shared_starting_weights(job, data, echo)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials=join(location, "trials")),
+        tune.with_parameters(run_trial, base=job, data=data, plan=plan, trials=join(location, "trials"),
+                             initial=[initial] if initial else []),
         {"CPU": plan.cpus_per_worker if in_process(job, plan) else DRIVER_CPU},  # a trial that trains, or waits
     )
     if resume:

@@ -9,9 +9,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -41,6 +42,12 @@ from augtrain.training.checkpoint import (
     save_weights,
 )
 from augtrain.training.local import LocalSession
+from augtrain.training.parts import (
+    head_constraint,
+    lr_factors,
+    param_groups,
+    schedule_factor,
+)
 from augtrain.training.plan import Plan
 from augtrain.training.progress import EpochLog
 
@@ -67,8 +74,9 @@ class ToTensors(NumpyBatchCollateFn):
         return {"x": x, "y": torch.tensor(batch["y"], dtype=torch.long)}
 
 
-def loop_config(job: Job, data: CollectedData, plan: Plan, storage: str, samples: int) -> dict:
-    """The plain values the workers need (`samples`: training samples per epoch); the spec stays on the driver."""
+def loop_config(job: Job, data: CollectedData, plan: Plan, storage: str, samples: int, initial) -> dict:
+    """The plain values the workers need (`samples`: training samples per epoch; `initial`: the object store's
+    starting weights, or None); the spec stays on the driver."""
     manifest = data.manifest
     return {
         "samples": samples,
@@ -77,6 +85,7 @@ def loop_config(job: Job, data: CollectedData, plan: Plan, storage: str, samples
         "modality": data.modality,
         "model": job.model.name,
         "model_params": dict(job.model.params),
+        "initial": initial,
         "shape": manifest["shape"],
         "classes": len(manifest["classes"]),
         "threads": plan.threads_per_worker,
@@ -93,21 +102,21 @@ def ranking(metric: str = SCORE, mode: str = "max"):
     return lambda metrics: (sign * metrics[metric], -metrics["val_loss"])
 
 
-def make_optimizer(params, config: dict) -> torch.optim.Optimizer:
-    name, lr, decay = config["optimizer"], config["lr"], config["weight_decay"]
+def make_optimizer(model: nn.Module, config: dict) -> torch.optim.Optimizer:
+    """The optimizer over the (unwrapped) model's parts (training/parts.py: head, backbone, no decay)."""
+    name, lr = config["optimizer"], config["lr"]
+    groups = param_groups(model, config["weight_decay"], config["backbone_lr"])
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=decay, nesterov=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=config["momentum"], nesterov=True)
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
-    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params, lr=lr, weight_decay=decay)
+        return torch.optim.Adadelta(groups, lr=lr, rho=0.95, eps=1e-6)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](groups, lr=lr)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, config: dict):
-    if config["schedule"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
-    if config["schedule"] == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+def make_schedule(optimizer: torch.optim.Optimizer, config: dict) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per epoch, each group's lr: the schedule times its share, the backbone frozen for train.freeze_epochs."""
+    schedule = schedule_factor(config["schedule"], config["epochs"], config["step_size"], config["gamma"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(optimizer.param_groups, schedule, config["freeze_epochs"]))
 
 
 def take_rows(stream: Iterator[dict], rows: int, carry: list[dict]) -> Iterator[dict]:
@@ -162,7 +171,8 @@ def sum_across_workers(totals: list[Totals], device) -> list[Totals]:
     return [Totals(*values[i : i + 3]) for i in range(0, len(values), 3)]
 
 
-def train_epoch(model, batches: Iterator[dict], optimizer, loss_fn, autocast) -> Totals:
+def train_epoch(model, batches: Iterator[dict], optimizer, loss_fn, autocast, constrain: Callable[[], None]) -> Totals:
+    """One pass over `batches`; `constrain` follows every step (training/parts.py: head_constraint)."""
     model.train()
     totals = Totals()
     for batch in batches:
@@ -172,6 +182,7 @@ def train_epoch(model, batches: Iterator[dict], optimizer, loss_fn, autocast) ->
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        constrain()
         totals.add(logits, batch["y"], loss)
     return totals
 
@@ -232,9 +243,14 @@ def train_loop(config: dict, session) -> None:
     # this one builds the model and optimizer (whose first use imports torch._dynamo, ~1 s)
     train_shard, val_shard = session.shards()
     bare = config["modality"].build_model(config["model"], config["model_params"], config["shape"], config["classes"])
+    if config["initial"] is not None:  # checked against the model on the driver (training/initial.py)
+        bare.load_state_dict({name: torch.tensor(array) for name, array in ray.get(config["initial"]).items()}, strict=False)
+    if config["channels_last"]:  # 4-D weights turn NHWC, and with them what each convolution puts out
+        bare = bare.to(memory_format=torch.channels_last)
     model = session.prepare(bare)
-    optimizer = make_optimizer(model.parameters(), config)
+    optimizer = make_optimizer(bare, config)
     schedule = make_schedule(optimizer, config)
+    constrain = head_constraint(bare, config["max_norm"])
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config["precision"] == "bf16")
 
@@ -269,7 +285,8 @@ def train_loop(config: dict, session) -> None:
         for epoch in range(progress["epoch"] + 1, config["epochs"]):
             started = time.perf_counter()
             batches = minibatches(take_rows(stream, share, carry), batch_size)
-            trained = train_epoch(model, shown.counted(batches) if shown else batches, optimizer, loss_fn, autocast)
+            trained = train_epoch(model, shown.counted(batches) if shown else batches, optimizer, loss_fn, autocast,
+                                  constrain)
             schedule.step()
             train_s = time.perf_counter() - started
             seen = validate(model, val_batches, collate, device, autocast)
@@ -319,10 +336,11 @@ def in_process(job: Job, plan: Plan) -> bool:
     return plan.workers == 1 and not plan.use_gpu and job.run.max_failures == 0
 
 
-def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune_trial: bool = False):
-    """Train `job` (on a k-fold's `fold`), in this process or on a TorchTrainer (see `in_process`); checkpoints
-    go to `storage`/train (a folder or URI), the best k by val accuracy kept. A `tune_trial` reports every
-    epoch to Tune. Returns a ray.train.Result (or a LocalResult with the same fields)."""
+def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune_trial: bool = False, initial=None):
+    """Train `job` (on a k-fold's `fold`), in this process or on a TorchTrainer (see `in_process`), from the
+    `initial` weights (training/initial.py) if any; checkpoints go to `storage`/train (a folder or URI), the
+    best k by val accuracy kept. A `tune_trial` reports every epoch to Tune. Returns a ray.train.Result (or a
+    LocalResult with the same fields)."""
     # the data workers' share of the CPUs; blocks reach the trainer in the order they were listed (seeded runs)
     context, here = DataContext.get_current(), in_process(job, plan)
     options = context.execution_options
@@ -330,7 +348,7 @@ def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune
     options.preserve_order = True
     context.enable_progress_bars &= not here  # the loop's own bar (training/progress.py) stands in for Ray Data's
     datasets, samples = data.for_training(job, plan, fold)
-    config = loop_config(job, data, plan, storage, samples)
+    config = loop_config(job, data, plan, storage, samples, initial)
     if here:
         tell = None
         if tune_trial:

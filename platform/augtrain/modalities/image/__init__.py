@@ -14,7 +14,10 @@ from augtrain.modalities.base import Modality
 
 class ImageModality(Modality):
     kind = "image"
-    model_names = ("cnn",)
+    model_names = (
+        "cnn", "resnet_small", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large",
+        "efficientnet_b0", "convnext_tiny",
+    )
     normalized_by_consumer = True
     transforms_hint = "albumentations image transforms, e.g. Affine"
     thumbnail = (0.75, 0.75)  # inches per sample in the report's grids

@@ -135,6 +135,20 @@ class TextModality(Modality):
         settings = self._bound()
         return self.models()[name]((settings.max_length, settings.vocab_size), classes, **params)
 
+    def carry_over(self, state: dict, their_stats: dict, stats: dict, model) -> dict:
+        from augtrain.modalities.text.vectors import EMBEDDING, carried_rows, vocabulary
+
+        rows, theirs = model.state_dict()[EMBEDDING], state.get(EMBEDDING)
+        if theirs is None or theirs.shape[1] != rows.shape[1] or their_stats == stats:
+            return state  # nothing to move (a misfit is reported with the rest)
+        return {**state, EMBEDDING: carried_rows(theirs, vocabulary(their_stats), vocabulary(stats), rows)}
+
+    def word_vectors(self, location: str, stats: dict, model, echo: Callable[[str], None]) -> dict:
+        from augtrain.modalities.text.vectors import EMBEDDING, file_rows, vocabulary
+
+        rows = model.state_dict()[EMBEDDING]
+        return {EMBEDDING: file_rows(location, vocabulary(stats), rows, self._bound().lowercase, echo)}
+
     # --- report and explain ---
     def draw(self, axis, sample: np.ndarray, before: np.ndarray | None = None) -> None:
         from augtrain.modalities.text.draw import show_text
@@ -148,6 +162,17 @@ class TextModality(Modality):
         if not transforms:
             return samples, None, None
         return samples, stored(self.augmenter(transforms, seed)(texts(samples)), samples.shape[1]), None
+
+    def profile(self, dataset: str, manifest: dict, stats: dict):
+        from augtrain.datasets.format import decode_samples, read_columns, split_files
+        from augtrain.modalities.text.draw import plot_lengths
+        from augtrain.modalities.text.read import texts
+        from augtrain.modalities.text.tokens import token_counts
+
+        counts = [n for file in split_files(dataset, "train")  # a shard at a time: only the counts are kept
+                  for n in token_counts(texts(decode_samples(read_columns([file], ["x"]).column("x").to_pylist(),
+                                                             manifest)), stats["tokenizer"])]
+        return plot_lengths(counts, self._bound().max_length)
 
     def attribute(self, model, x, target):
         from augtrain.modalities.text.explain import token_attributions

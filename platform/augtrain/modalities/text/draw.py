@@ -36,3 +36,17 @@ def plot_attributions(tokens: list[list[str]], attributions: list[np.ndarray], t
                       fontsize=6.5, family="monospace", va="center", transform=axis.transAxes,
                       bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
     return figure
+
+
+def plot_lengths(counts: list[int], max_length: int):
+    """A histogram of the training texts' lengths in tokens, max_length marked with the share it cuts."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5.5, 2.4), layout="constrained")
+    axis.hist(counts, bins=min(50, max(counts) or 1), color="#4c72b0")
+    cut = float(np.mean(np.array(counts) > max_length))
+    axis.axvline(max_length, color="#c44e52", linestyle="--", linewidth=1)
+    axis.set(xlabel="tokens per training text", ylabel="texts",
+             title=f"max_length {max_length} cuts {100 * cut:.1f} % of {len(counts):,} texts")
+    axis.title.set_fontsize(9)
+    return figure
