@@ -149,7 +149,7 @@ def test_the_report_shows_the_lengths_of_the_training_texts_in_tokens(text_run):
     assert 'alt="a profile of the training data"' in (run_dir / "report.html").read_text()
     trained = json.loads((run_dir / "normalization.json").read_text())["tokenizer"]
     long = " ".join(["movie"] * 30)  # beyond max_length (24): counted whole
-    assert token_counts(["The movie was great!", long], trained) == [5, 30]
+    assert token_counts([["The movie was great!"], [long]], trained) == [5, 30]
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

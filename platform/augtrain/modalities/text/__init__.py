@@ -81,15 +81,11 @@ class TextModality(Modality):
 
     # --- the tokenizer (the run's "normalization stats") ---
     def fit_stats(self, dataset_dir, manifest: dict) -> dict:
-        from augtrain.datasets.format import decode_samples, read_columns, split_files
-        from augtrain.modalities.text.read import texts
+        from augtrain.modalities.text.read import train_texts
         from augtrain.modalities.text.tokens import train_tokenizer
 
-        def train_texts():
-            for file in split_files(dataset_dir, "train"):  # a shard (<= 16 MiB) at a time
-                yield from texts(decode_samples(read_columns([file], ["x"]).column("x").to_pylist(), manifest))
-
-        return {"tokenizer": train_tokenizer(train_texts(), self._bound())}
+        shards = train_texts(dataset_dir, manifest)
+        return {"tokenizer": train_tokenizer((text for shard in shards for text in shard), self._bound())}
 
     def stats_problem(self, stats, shape: list[int]) -> str | None:
         from augtrain.modalities.text.tokens import tokenizer_problem
@@ -164,14 +160,11 @@ class TextModality(Modality):
         return samples, stored(self.augmenter(transforms, seed)(texts(samples)), samples.shape[1]), None
 
     def profile(self, dataset: str, manifest: dict, stats: dict):
-        from augtrain.datasets.format import decode_samples, read_columns, split_files
         from augtrain.modalities.text.draw import plot_lengths
-        from augtrain.modalities.text.read import texts
+        from augtrain.modalities.text.read import train_texts
         from augtrain.modalities.text.tokens import token_counts
 
-        counts = [n for file in split_files(dataset, "train")  # a shard at a time: only the counts are kept
-                  for n in token_counts(texts(decode_samples(read_columns([file], ["x"]).column("x").to_pylist(),
-                                                             manifest)), stats["tokenizer"])]
+        counts = token_counts(train_texts(dataset, manifest), stats["tokenizer"])  # only the counts are kept
         return plot_lengths(counts, self._bound().max_length)
 
     def attribute(self, model, x, target):

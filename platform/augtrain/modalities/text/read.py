@@ -10,6 +10,7 @@ an empty text, a text longer than data.max_text_bytes; rows without a label are 
 from __future__ import annotations
 
 import contextlib
+from typing import Iterator
 
 import numpy as np
 
@@ -119,6 +120,14 @@ class TextFiles(TextReader):
 def texts(samples: np.ndarray) -> list[str]:
     """Stored samples ((N, max_bytes) uint8) back to their texts."""
     return [bytes(row).rstrip(b"\0").decode("utf-8", errors="replace") for row in samples]
+
+
+def train_texts(dataset, manifest: dict) -> Iterator[list[str]]:
+    """The texts of a collected dataset's train split, a shard (<= 16 MiB) at a time."""
+    from augtrain.datasets.format import decode_samples, read_columns, split_files
+
+    for file in split_files(dataset, "train"):
+        yield texts(decode_samples(read_columns([file], ["x"]).column("x").to_pylist(), manifest))
 
 
 def stored(texts: list[str], width: int) -> np.ndarray:

@@ -48,14 +48,14 @@ def encode(texts: list[str], tokenizer_json: str, max_length: int) -> np.ndarray
     return np.array([e.ids for e in encodings], dtype=np.float32).reshape(len(texts), max_length)
 
 
-def token_counts(texts: list[str], tokenizer_json: str) -> list[int]:
-    """How many tokens each text has before it is cut to max_length."""
+def token_counts(batches: Iterable[list[str]], tokenizer_json: str) -> list[int]:
+    """How many tokens each text of `batches` has before it is cut to max_length."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_str(tokenizer_json)
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    return [len(e.ids) for e in tokenizer.encode_batch(texts)]
+    return [len(e.ids) for texts in batches for e in tokenizer.encode_batch(texts)]
 
 
 def tokenizer_problem(stats, vocab_size: int) -> str | None:
