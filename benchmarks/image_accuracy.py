@@ -7,10 +7,10 @@
 - fashion: jobs/fashion_resnet.yaml on Fashion-MNIST's official test split, the seed CNN (`cnn`) beside it with
   the same data, augmentation and epochs. Goal >= 93.5 %.
 - transfer: fashion_resnet pretrained on classes 0-4 (all 30,000 train images), then fine-tuned
-  (model.init_from; the head fresh, the backbone frozen for the first epochs, then at a tenth of the lr) on
-  classes 5-9 with 20 labelled training images per class, against the same job from scratch; tested on all
-  5,000 test images of classes 5-9; seeds 0-2 (the 20 images and training). Goal: fine-tuned mean >= scratch
-  mean + 10 points.
+  (model.init_from; the head fresh, every layer at the same lr: the backbone frozen for 5 epochs, then at a
+  tenth of the lr, scored 77.7 % on seeds 0-2, under scratch's 88.3 %) on classes 5-9 with 20 labelled
+  training images per class, against the same job from scratch; tested on all 5,000 test images of classes
+  5-9; seeds 0-2 (the 20 images and training). Goal: fine-tuned mean >= scratch mean + 10 points.
 
     cd benchmarks && PYTHONPATH=. python image_accuracy.py [CASE ...]
 
@@ -85,8 +85,7 @@ def transfer(work: Path) -> None:
     for seed in SEEDS:
         few = [f"data.source={fashion_subset(range(5, 10), FEW, seed)}", f"data.path={work / f'few{seed}'}",
                f"train.seed={seed}", *FINE_TUNE]
-        tuned.append(accuracy("fashion_resnet.yaml", [*few, f"model.init_from={pretrained}", "train.freeze_epochs=5",
-                                                      "train.backbone_lr=0.1"], work)[0])
+        tuned.append(accuracy("fashion_resnet.yaml", [*few, f"model.init_from={pretrained}"], work)[0])
         scratch.append(accuracy("fashion_resnet.yaml", few, work)[0])
         print(f"transfer seed {seed}: fine-tuned {tuned[-1]:.4f}, from scratch {scratch[-1]:.4f}", flush=True)
     mean, baseline = statistics.mean(tuned), statistics.mean(scratch)

@@ -121,11 +121,13 @@ def fashion_mnist() -> Path:
     return path
 
 
-def fashion_subset(classes, per_class: int | None = None, seed: int = 0) -> Path:
+def fashion_subset(classes, per_class: int | None = None, seed: int = 0, by_class: bool = False) -> Path:
     """An .npz of Fashion-MNIST's `classes` (label numbers 0-9): `per_class` train images of each drawn
-    with `seed` (None: all of them), and every official test image of those classes as x_test/y_test."""
+    with `seed` (None: all of them), in a random order (`by_class`: one class after another), and every
+    official test image of those classes as x_test/y_test."""
     classes = sorted(classes)
-    name = f"fashion_{''.join(map(str, classes))}_{'all' if per_class is None else f'{per_class}each'}_seed{seed}.npz"
+    name = (f"fashion_{''.join(map(str, classes))}_{'all' if per_class is None else f'{per_class}each'}_seed{seed}"
+            f"{'_by_class' if by_class else ''}.npz")
     path = SOURCES / "fashion_mnist" / name
     if path.is_file():
         return path
@@ -133,9 +135,8 @@ def fashion_subset(classes, per_class: int | None = None, seed: int = 0) -> Path
     train = [np.flatnonzero(arrays["y"] == c) for c in classes]
     if per_class is not None:
         train = [np.sort(rng.choice(rows, per_class, replace=False)) for rows in train]
-    # in a random order, as Fashion-MNIST itself comes: augtrain shuffles a table's or .npz's rows only within
-    # windows of 16 parts (collect._parts), so a class-sorted file trains on few classes at a time
-    train, test = rng.permutation(np.concatenate(train)), np.flatnonzero(np.isin(arrays["y_test"], classes))
+    train = np.concatenate(train) if by_class else rng.permutation(np.concatenate(train))
+    test = np.flatnonzero(np.isin(arrays["y_test"], classes))
     names = np.asarray(FASHION_CLASSES)
     return save_npz(path, x=arrays["x"][train], y=names[arrays["y"][train]],
                     x_test=arrays["x_test"][test], y_test=names[arrays["y_test"][test]])

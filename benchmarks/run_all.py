@@ -7,8 +7,8 @@ collected, a summary is printed last, and the exit status is 1 if any row FAILed
 
 Scripts that read the team's datasets (the Free Spoken Digit Dataset at fsdd.RECORDINGS, Kim 2014's text
 files at text_corpora.FOLDER) are skipped, and said so, where they are absent (a fresh clone has none).
-The image benchmarks (image_accuracy.py, train_flops.py) make their data from Debian packages on their first
-run (image_data.py: `apt-get download`, which needs apt's package lists).
+The image benchmarks (image_accuracy.py, collect_order.py, train_flops.py) make their data from Debian
+packages on their first run (image_data.py: `apt-get download`, which needs apt's package lists).
 """
 
 import argparse

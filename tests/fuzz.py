@@ -91,7 +91,8 @@ def outcome(path: Path, resize: bool) -> list[str]:
             _, listing = read_source(Data(source=str(path)))
         except SourceError:
             return ["refused"]
-        return ["sample"] * len(listing.ids) + [f"quarantined: {r.split(':')[0]}" for _, r in listing.rejects]
+        decoded = [f"quarantined: {reason.split(':')[0]}" if reason else "sample" for *_, reason in listing.decode()]
+        return decoded + [f"quarantined: {r.split(':')[0]}" for _, r in listing.rejects]
     data = Data(source=str(path.parent))
     image, reason = read_image(path, data.max_pixels, 3 if "rgb" in path.name else 1, (8, 8), resize)
     if (image is None) == bool(reason == ""):

@@ -6,9 +6,13 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 from augtrain.config.spec import Data
+from augtrain.datasets import collect as collecting
+from augtrain.datasets import sources
 from augtrain.datasets.collect import ROWS_PER_PART, SHUFFLE_PARTS, collect
 from augtrain.datasets.files import walk, walk_uri
 from augtrain.modalities import read_source
@@ -93,6 +97,31 @@ def test_a_large_table_is_listed_small_and_decoded_in_parts(tmp_path, digits):
     for lines in parts.values():  # a task decodes its own rows only, read forward within a window of parts
         assert len(lines) <= ROWS_PER_PART and max(lines) - min(lines) < ROWS_PER_PART * SHUFFLE_PARTS
     assert sum(len(lines) for lines in parts.values()) == 3000
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_table_sorted_by_class_is_cut_into_parts_that_each_hold_every_class(tmp_path, digits, monkeypatch, suffix):
+    # parts of 100 rows, so the 3,000 rows span 30 parts, beyond the shuffle window of 16 parts: shuffled
+    # within windows alone, each part of a table sorted by class held one or two classes
+    monkeypatch.setattr(collecting, "ROWS_PER_PART", 100)
+    monkeypatch.setattr(sources, "SEEK_GAP", 2048)  # a few CSV rows: the readers below seek between runs
+    order = np.argsort(np.tile(digits.target, 2)[:3000], kind="stable")
+    x, y = np.tile(digits.data, (2, 1))[:3000][order].astype(int), np.tile(digits.target, 2)[:3000][order]
+    columns = {f"p{i}": x[:, i] for i in range(64)} | {"label": y}
+    if suffix == "csv":
+        pyarrow.csv.write_csv(pa.table(columns), tmp_path / "sorted.csv")
+    else:  # row groups of 128 rows: a part reads only the groups holding its rows
+        pq.write_table(pa.table(columns), tmp_path / "sorted.parquet", row_group_size=128)
+    _, listing = read_source(Data(source=str(tmp_path / f"sorted.{suffix}")))
+    parts = collecting._parts(listing, np.array(["train"] * 3000), [str(c) for c in range(10)], seed=0)
+    assert len(parts) == 30 and sorted(i for p in parts for i in p.ids) == sorted(listing.ids)
+    row_of = {id_: n for n, id_ in enumerate(listing.ids)}
+    for part in parts:
+        share = np.bincount(y, minlength=10) * len(part.ys) / 3000  # each class in proportion
+        assert np.abs(np.bincount(part.ys, minlength=10) - share).max() < 2
+        assert part.keys == sorted(part.keys)  # read forward
+        read = np.array([sample for sample, reason in part.reader.read(part.keys)])
+        assert read.reshape(len(read), -1).astype(int).tolist() == x[[row_of[i] for i in part.ids]].tolist()
 
 
 def test_images_of_mixed_sizes_are_resized_to_their_median_and_said_so(tmp_path):

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
 from augtrain.errors import BadInput
-from augtrain.modalities.sequence.ucr import find_dataset, read_series
+from augtrain.modalities.sequence.ucr import find_dataset
 from augtrain.serving.endpoint import is_loopback, start_endpoint
 from augtrain.serving.predict import predict
 from augtrain.serving.request import MAX_BODY_BYTES, MAX_INPUTS
@@ -21,6 +21,7 @@ from augtrain.training.plan import PlanError, plan_replicas
 from PIL import Image
 from test_predict import run_test_split
 from test_report import browser  # noqa: F401  (the fixture: Debian's chromium, or a skip)
+from test_ucr import read_series
 from typer.testing import CliRunner
 
 TOKEN = "a-test-token-of-32-characters-xx"

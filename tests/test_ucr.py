@@ -1,17 +1,26 @@
 """UCR/UEA archive files: .ts and .tsv parsing, collection of sequences, and bad input."""
 
 import json
+import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
 from augtrain.config.spec import Data
-from augtrain.datasets.collect import collect
+from augtrain.datasets import files, sources
+from augtrain.datasets.collect import Part, collect, write_part
 from augtrain.datasets.format import decode_samples, split_files
 from augtrain.datasets.sources import SourceError
-from augtrain.modalities.sequence.ucr import ArchiveError, find_dataset, read_series
+from augtrain.modalities import read_source
+from augtrain.modalities.sequence.ucr import (
+    ArchiveError,
+    BadLine,
+    SeriesFile,
+    find_dataset,
+)
 from typer.testing import CliRunner
 
 HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate {uni}\n" \
@@ -25,6 +34,20 @@ def ts_file(path, rows, uni=True, missing=False, equal=True, dims=None):
     )
     path.write_text(head + "\n".join(rows) + "\n")
     return path
+
+
+def read_series(path) -> SimpleNamespace:
+    """An archive file's data lines as collect's listing reads them: lines, labels and values of the good
+    ones, (line, reason) of the bad."""
+    out = SimpleNamespace(lines=[], labels=[], values=[], rejects=[])
+    for line, _, row in SeriesFile.open(path).rows():
+        if isinstance(row, BadLine):
+            out.rejects.append((line, str(row)))
+        else:
+            out.lines.append(line)
+            out.values.append(row[0])
+            out.labels.append(row[1])
+    return out
 
 
 def toy_archive(root, name="Toy", n=12, length=20):
@@ -103,6 +126,7 @@ def test_find_dataset_in_an_archive_folder(tmp_path):
         find_dataset("Nope", tmp_path)
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_collect_keeps_the_archive_test_split_and_pads_unequal_lengths(tmp_path):
     rows = [f"{','.join(['1'] * (3 + i % 4))}:{'ab'[i % 2]}" for i in range(20)]
     rows[4] = "1,?,3:a"  # a missing value inside a series is interpolated
@@ -120,12 +144,14 @@ def test_collect_keeps_the_archive_test_split_and_pads_unequal_lengths(tmp_path)
     np.testing.assert_array_equal(x["V_TRAIN.ts:13"][:, 0], [1, 2, 3, np.nan, np.nan, np.nan])
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_aeon_copy_multivariate_dataset(tmp_path):
     manifest = collect(Data(source="ucr:BasicMotions"), tmp_path / "bm").manifest
     assert manifest["shape"] == [100, 6] and manifest["classes"] == ["Badminton", "Running", "Standing", "Walking"]
     assert sum(manifest["counts"]["test"].values()) == 40
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_npz_sequences_flat_values_with_lengths_and_padded(tmp_path):
     lengths = np.array([3 + i % 3 for i in range(12)])
     values = np.concatenate([np.arange(n, dtype=np.float32) for n in lengths])
@@ -148,6 +174,7 @@ def test_npz_sequences_flat_values_with_lengths_and_padded(tmp_path):
                           {"id": "d.npz[4]", "reason": "a channel with no values"}]
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_a_bad_ts_line_is_quarantined_and_a_bad_header_fails_collect_keeping_the_dataset(tmp_path):
     toy_archive(tmp_path / "archive")
     out = tmp_path / "data"
@@ -186,3 +213,50 @@ def test_one_bad_first_line_does_not_set_the_dimensions_of_the_rest(tmp_path):
     rows = ["1,2:3,4:a"] + [f"{i},{i + 1},{i + 2}:{'ab'[i % 2]}" for i in range(20)]
     series = read_series(ts_file(tmp_path / "x.ts", rows))
     assert len(series.values) == 20 and series.rejects == [(9, "wrong dimensions: 2, expected 1")]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_series_file_is_listed_a_line_at_a_time_and_its_series_decoded_by_the_tasks(tmp_path):
+    # the driver keeps where each series' line starts, never its values; the tasks read those lines
+    _, listing = read_source(Data(source="ucr:GunPoint"))
+    assert {len(key) for key in listing.keys} == {3} and len(pickle.dumps(listing.reader)) < 2048
+    collected = collect(Data(source="ucr:GunPoint"), tmp_path / "gp")
+    expected = {}  # the files' data lines parsed independently: values:label after @data
+    for path in find_dataset("GunPoint", None):
+        lines = path.read_text().splitlines()
+        start = next(n for n, row in enumerate(lines) if row.lower().startswith("@data")) + 1
+        for n, row in enumerate(lines[start:], start + 1):
+            values, label = row.rsplit(":", 1)
+            expected[f"{path.name}:{n}"] = ([float(v) for v in values.split(",")], label)
+    table = pq.read_table([f for split in ("train", "val", "test") for f in split_files(collected.path, split)]).to_pydict()
+    classes = collected.manifest["classes"]
+    got = {id_: (x[:, 0].tolist(), classes[y]) for id_, x, y in
+           zip(table["id"], decode_samples(table["x"], collected.manifest), table["y"])}
+    assert got.keys() == expected.keys() and len(got) == 200
+    for id_, (values, label) in expected.items():
+        assert got[id_][1] == label and np.allclose(got[id_][0], values, atol=1e-6)
+
+
+def test_tables_and_series_files_read_through_pyarrow_as_at_a_remote_uri(tmp_path, monkeypatch):
+    # s3:// or gs:// sources are opened by pyarrow, whose files have no readline: read as buffered streams
+    rows = [f"{i},{i + 1},{i + 2}:{'ab'[i % 2]}" for i in range(40)]
+    ts = ts_file(tmp_path / "x.ts", rows)
+    (tmp_path / "t.csv").write_text("v,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(40)))
+    monkeypatch.setattr(files, "local_source", lambda location: None)  # file:// through pyarrow's filesystem
+    series = SeriesFile.open(ts.as_uri())
+    listed = list(series.rows())
+    assert [row[1] for _, _, row in listed] == ["ab"[i % 2] for i in range(40)]
+    picked = [(line, offset) for line, offset, _ in listed[5:40:7]]
+    assert [row[0][:, 0].tolist() for row in series.rows_at(picked)] == [[i, i + 1, i + 2] for i in range(5, 40, 7)]
+    keys = [key for key, _ in sources.csv_scan((tmp_path / "t.csv").as_uri(), ["label"])]
+    assert [row for row in sources.csv_records((tmp_path / "t.csv").as_uri(), keys[3:40:9])] == \
+        [[str(i), "ab"[i % 2]] for i in range(3, 40, 9)]
+
+
+def test_a_series_file_cut_after_it_was_listed_fails_its_collect_task_in_one_line(tmp_path):
+    path = ts_file(tmp_path / "x.ts", [f"{i},{i + 1}:{'ab'[i % 2]}" for i in range(30)])
+    _, listing = read_source(Data(source=str(path)))
+    path.write_bytes(path.read_bytes()[:-60])  # the last lines gone: fewer series than listed
+    part = Part(0, listing.reader, listing.keys, listing.ids, ["train"] * 30, [0] * 30, seed=0)
+    with pytest.raises(SourceError, match=r"^the source changed while it was collected \(near record x.ts:9\)"):
+        write_part(part, str(tmp_path / "out"))

@@ -8,6 +8,7 @@ staging folder; the driver streams the quarantine and writes the manifest last.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -63,7 +64,7 @@ class Collected:
 
 @dataclass(frozen=True)
 class Part:
-    """Consecutive records of a listing, decoded and written by one task: it carries its own keys only."""
+    """Records of a listing decoded and written by one task (see _parts): it carries its own keys only."""
 
     index: int
     reader: Reader
@@ -71,6 +72,7 @@ class Part:
     ids: list[str]
     splits: list[str]
     ys: list[int]
+    seed: int  # of the order its rows are written in
 
 
 def default_path(data: Data) -> str:
@@ -190,23 +192,41 @@ def _staging(out: str) -> str:
 
 
 def _parts(listing: Listing, splits: np.ndarray, classes: list[str], seed: int) -> list[Part]:
-    """The records cut into parts in a seeded random order, so that every shard mixes the classes (a
-    folder lists them one class after another, and the trainer shuffles only within chunks of batches).
+    """The records cut into parts so that every shard mixes the classes (a folder lists them one class after
+    another, a table may be sorted by class, and the trainer shuffles only within chunks of batches).
+
     A reader of one file per record (`Reader.random_access`) reads any order cheaply: the whole source is
-    shuffled. One that reads spans of a file (table rows, .npz rows) gets its records ascending within a
-    part and shuffled within SHUFFLE_PARTS parts, so a task reads at most that many parts' span."""
+    shuffled. One that reads spans of a file (table rows, .npz rows) gives each part an equal share of
+    every class: each class's records are shuffled within SHUFFLE_PARTS parts' worth of them and the
+    classes interleaved, so a task reads forward through at most that span of each class, its keys
+    ascending; write_part writes the rows in a seeded random order.
+    """
     index = {name: i for i, name in enumerate(classes)}
+    ys = np.array([index[label] for label in listing.labels], dtype=np.int64)
     rows = max(1, min(ROWS_PER_PART, BYTES_PER_SHARD // listing.reader.sample_bytes))
-    total, rng = len(listing.ids), np.random.default_rng(seed)
-    window = total if listing.reader.random_access else rows * SHUFFLE_PARTS
-    order = [start + rng.permutation(min(window, total - start)) for start in range(0, total, window)]
-    order = np.concatenate(order) if order else np.arange(0)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ys)) if listing.reader.random_access else _interleaved(ys, rows, rng)
     parts = []
-    for n, start in enumerate(range(0, total, rows)):
+    for n, start in enumerate(range(0, len(ys), rows)):
         chosen = order[start : start + rows] if listing.reader.random_access else np.sort(order[start : start + rows])
         parts.append(Part(n, listing.reader, [listing.keys[i] for i in chosen], [listing.ids[i] for i in chosen],
-                          [splits[i] for i in chosen], [index[listing.labels[i]] for i in chosen]))
+                          [splits[i] for i in chosen], ys[chosen].tolist(), seed))
     return parts
+
+
+def _interleaved(ys: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Record numbers in an order where any `rows` consecutive ones hold each class in proportion: the
+    records of each class, shuffled within windows of SHUFFLE_PARTS parts' worth, placed at evenly spaced
+    points of [0, 1) and merged by those points."""
+    order, points = [], []
+    for label in np.unique(ys):
+        members = np.flatnonzero(ys == label)
+        window = max(1, round(SHUFFLE_PARTS * rows * len(members) / len(ys)))
+        order += [rng.permutation(members[start : start + window]) for start in range(0, len(members), window)]
+        points.append((np.arange(len(members)) + 0.5) / len(members))
+    if not order:
+        return np.arange(0)
+    return np.concatenate(order)[np.argsort(np.concatenate(points), kind="stable")]
 
 
 def _decode_and_write(listing: Listing, splits: np.ndarray, classes: list[str], out: str, seed: int) -> list[dict]:
@@ -229,16 +249,21 @@ def write_part(part: Part, out: str) -> dict:
     import ray
 
     reader = part.reader
-    rows = {split: ([], [], []) for split in SPLITS}
-    rejects = []
-    digest = hashlib.sha256()
-    for id_, split, y, (sample, reason) in zip(part.ids, part.splits, part.ys, reader.read(part.keys)):
+    kept, rejects = [], []
+    for id_, split, y, read in itertools.zip_longest(part.ids, part.splits, part.ys, reader.read(part.keys)):
+        if id_ is None or read is None:  # a reader that yields one result per key finds fewer lines (or more)
+            raise SourceError(f"the source changed while it was collected (near record {part.ids[0]}): collect it again")
+        sample, reason = read
         if not reason and (tuple(sample.shape) != tuple(reader.shape) or str(sample.dtype) != reader.dtype):
             reason = f"wrong shape: {sample.dtype}{list(sample.shape)} (expected {reader.dtype}{list(reader.shape)})"
         if reason:
             rejects.append((id_, reason))
-            continue
-        x = np.ascontiguousarray(sample).tobytes()
+        else:
+            kept.append((split, id_, np.ascontiguousarray(sample).tobytes(), y))
+    rows = {split: ([], [], []) for split in SPLITS}
+    digest = hashlib.sha256()
+    for n in np.random.default_rng([part.seed, part.index]).permutation(len(kept)):
+        split, id_, x, y = kept[n]
         digest.update(f"{id_}\0{y}\0{split}\0".encode())
         digest.update(x)
         for column, value in zip(rows[split], (id_, x, y)):

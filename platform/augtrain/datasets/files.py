@@ -8,6 +8,7 @@ sockets and devices (never opened: opening a FIFO blocks), names that are not va
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from dataclasses import dataclass, field
@@ -18,8 +19,6 @@ from urllib.parse import unquote, urlparse
 import pyarrow.fs as pafs
 
 from augtrain.datasets.storage import filesystem, is_uri
-
-MAX_TEXT_BYTES = 1 << 30  # a text source (.ts, .tsv) is read whole; larger ones are refused
 
 
 @dataclass
@@ -138,7 +137,7 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def read_bytes(path: Path | str, limit: int = MAX_TEXT_BYTES) -> bytes:
+def read_bytes(path: Path | str, limit: int) -> bytes:
     """The bytes of a regular file (or a file at a URI) of at most `limit` bytes, else OSError."""
     with open_source(path) as file:
         data = file.read(limit + 1)
@@ -193,13 +192,13 @@ def walk_uri(uri: str) -> Listing:
 
 
 def open_source(location: str | Path) -> BinaryIO:
-    """A source file opened for reading (random access): a regular local file (see `open_regular`), or a
-    file of remote storage."""
+    """A source file opened for reading (random access, buffered: readline works): a regular local file
+    (see `open_regular`), or a file of remote storage (pyarrow's files have no readline of their own)."""
     local = local_source(str(location))
     if local is not None:
         return open_regular(local)
     fs, path = filesystem(str(location))
-    return fs.open_input_file(path)
+    return io.BufferedReader(fs.open_input_file(path))
 
 
 class Refused(Exception):

@@ -25,6 +25,7 @@ from augtrain.datasets.files import open_source
 from augtrain.errors import BadInput, clip
 
 MAX_SAMPLE_BYTES = 256 << 20  # one sample's decoded bytes: a header may claim any shape
+SEEK_GAP = 1 << 20  # a task reads a table's rows this many bytes apart by seeking, nearer ones by reading on
 PICKLED = (
     "holds pickled Python objects (an object array), and augtrain never unpickles a data file: store "
     "variable-length series NaN-padded in x, or flat as values + lengths (see the README)"
@@ -193,13 +194,26 @@ def csv_scan(source: str, columns: list[str]):
 
 
 def csv_records(source: str, keys: list[tuple[int, int]]):
-    """The rows at `keys` (line, byte offset), ascending, read from the first one's offset."""
+    """The rows at `keys` (line, byte offset), ascending: each run of keys less than SEEK_GAP bytes
+    apart is read forward from its first offset, and the reader seeks to the next run."""
     wanted = {offset for _, offset in keys}
-    for (_, offset), row in _csv(source, keys[0][1], keys[0][0]):
-        if offset in wanted:
-            yield row
-        if offset >= keys[-1][1]:
-            return
+    for run in runs(keys, lambda key: key[1]):
+        for (_, offset), row in _csv(source, run[0][1], run[0][0]):
+            if offset in wanted:
+                yield row
+            if offset >= run[-1][1]:
+                break
+
+
+def runs(keys: list, position) -> list[list]:
+    """Ascending `keys` cut where the next one's `position` lies SEEK_GAP or more beyond the last."""
+    runs = []
+    for key in keys:
+        if runs and position(key) - position(runs[-1][-1]) < SEEK_GAP:
+            runs[-1].append(key)
+        else:
+            runs.append([key])
+    return runs
 
 
 def _parquet(source: str) -> pq.ParquetFile:
@@ -223,25 +237,21 @@ def parquet_scan(source: str, columns: list[str]):
 
 def parquet_records(source: str, keys: list[tuple[int, int]]):
     """The rows at `keys` (row, row), ascending, as lists in column order: only the row groups that hold
-    them are read."""
+    them are read, a batch at a time."""
     table = _parquet(source)
-    first, last = keys[0][0], keys[-1][0]
-    groups, start, starts = [], 0, []
-    for g in range(table.num_row_groups):
-        rows = table.metadata.row_group(g).num_rows
-        if start + rows > first and start <= last:
-            groups.append(g)
-            starts.append(start)
-        start += rows
-    wanted = {row for row, _ in keys}
-    row = starts[0]
-    for batch in table.iter_batches(batch_size=4096, row_groups=groups):
-        for values in batch.to_pylist():
-            if row in wanted:
+    starts = np.cumsum([0] + [table.metadata.row_group(g).num_rows for g in range(table.num_row_groups)])
+    rows = np.array([row for row, _ in keys], dtype=np.int64)
+    groups = np.searchsorted(starts, rows, side="right") - 1
+    for group in np.unique(groups):
+        start = starts[group]
+        wanted = rows[groups == group]
+        for batch in table.iter_batches(batch_size=4096, row_groups=[int(group)]):
+            chosen = wanted[(wanted >= start) & (wanted < start + batch.num_rows)] - start
+            start += batch.num_rows
+            for values in batch.take(pa.array(chosen)).to_pylist():
                 yield list(values.values())
-            row += 1
-            if row > last:
-                return
+            if start > wanted[-1]:
+                break
 
 
 def utf8(values: list) -> bool:

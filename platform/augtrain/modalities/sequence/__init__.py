@@ -25,14 +25,10 @@ class SequenceModality(Modality):
             suffix == ".npz" and data.kind == self.kind
         )
 
-    def load(self, data, labelled: bool = True):
-        from augtrain.modalities.sequence.read import load
+    def listing(self, data, labelled: bool = True, shape: list[int] | None = None):
+        from augtrain.modalities.sequence.read import listing
 
-        return load(data, labelled)
-
-    def manifest_fields(self, samples: list[np.ndarray]) -> dict:
-        lengths = [int((~np.isnan(s[:, 0])).sum()) for s in samples]
-        return {"channels": samples[0].shape[1], "lengths": {"min": min(lengths), "max": max(lengths)}}
+        return listing(data, labelled)
 
     def describe(self, manifest: dict) -> str:
         lengths = manifest["lengths"]

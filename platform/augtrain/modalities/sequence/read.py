@@ -6,48 +6,104 @@ is padding, which lets unequal lengths share one shape through every later stage
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from augtrain.config.spec import Data
-from augtrain.datasets.files import display
-from augtrain.datasets.sources import Loaded, SourceError, npz_arrays
-from augtrain.modalities.sequence.ucr import ArchiveError, find_dataset, read_series
+from augtrain.datasets.files import display, stamp
+from augtrain.datasets.sources import (
+    Listing,
+    Loaded,
+    Reader,
+    SourceError,
+    held,
+    npz_arrays,
+)
+from augtrain.modalities.sequence.ucr import (
+    ArchiveError,
+    BadLine,
+    SeriesFile,
+    find_dataset,
+)
 
 
-def load(data: Data, labelled: bool = True) -> Loaded:
-    """Read `data.source`: `ucr:NAME`, a .ts/.tsv file, or an .npz (labels are optional in .ts inputs)."""
+def listing(data: Data, labelled: bool = True) -> Listing:
+    """`data.source` listed: `ucr:NAME` or a .ts/.tsv file as a stream of lines (SeriesLines), an .npz loaded
+    whole (labels are needed in every source: a .ts file names its classes)."""
     if data.source.startswith("ucr:"):
-        return ucr(data.source.removeprefix("ucr:"), data.archive)
-    source = data.source  # a path or a URI
-    return npz_sequences(source) if Path(source).suffix == ".npz" else series_files([source])
+        try:
+            files = find_dataset(data.source.removeprefix("ucr:"), data.archive)
+        except ArchiveError as exc:
+            raise SourceError(str(exc)) from None
+        return series_files(list(map(str, files)), test=str(files[1]))
+    if Path(data.source).suffix == ".npz":
+        loaded = npz_sequences(data.source)
+        return held(loaded, fields(loaded.samples) if loaded.samples else {})
+    return series_files([data.source])
 
 
-def ucr(name: str, archive: str | None) -> Loaded:
-    """A UCR/UEA dataset: its TRAIN file becomes train+val, its TEST file the test split."""
+def fields(samples: list[np.ndarray]) -> dict:
+    """The manifest fields of series: their channels and range of lengths."""
+    lengths = [int((~np.isnan(s[:, 0])).sum()) for s in samples]
+    return {"channels": samples[0].shape[1], "lengths": {"min": min(lengths), "max": max(lengths)}}
+
+
+def series_files(files: list[str], test: str | None = None) -> Listing:
+    """The series of `.ts`/`.tsv` files listed a line at a time (the series of `test` kept to the test split):
+    each line is parsed here to be checked and measured, its values dropped, and parsed again by the task
+    that decodes it (SeriesLines); bad lines are quarantined with their line."""
+    entries = []  # (file, line, offset, label, length, channels, reason) of each data line, its values dropped
     try:
-        files = find_dataset(name, archive)
+        opened = [SeriesFile.open(f) for f in files]
+        for n, file in enumerate(opened):
+            for line, offset, parsed in file.rows():
+                if isinstance(parsed, BadLine):
+                    entries.append((n, line, offset, "", 0, 0, str(parsed)))
+                else:
+                    values, label = parsed
+                    entries.append((n, line, offset, label, len(values), values.shape[1], problem(values, values.shape[1])))
     except ArchiveError as exc:
         raise SourceError(str(exc)) from None
-    return series_files(list(files), test=files[1])
+    names = [display(Path(f).name) for f in files]
+    channels = max((entry[5] for entry in entries if not entry[6]), default=1)
+    out, lengths = Listing(None), []
+    for n, line, offset, label, length, width, reason in entries:
+        reason = reason or (f"wrong channels: {width} in a {channels}-channel dataset" if width != channels else "")
+        if reason:
+            out.rejects.append((f"{names[n]}:{line}", reason))
+        else:
+            out.add(f"{names[n]}:{line}", label, (n, line, offset), "test" if files[n] == test else "")
+            lengths.append(length)
+    if not out.ids and not out.rejects:
+        raise SourceError(f"{files[0]}: no series found")
+    longest = max(lengths, default=0)
+    lengths = {"min": min(lengths), "max": longest} if lengths else {}
+    out.reader = SeriesLines(opened, (longest, channels), {"channels": channels, "lengths": lengths})
+    out.fingerprint = hashlib.sha256(json.dumps([[f, stamp(f)] for f in files] + [test]).encode()).hexdigest()
+    return out
 
 
-def series_files(files: list[Path | str], test: Path | None = None) -> Loaded:
-    """The series of `.ts`/`.tsv` files (bad data lines quarantined); those of `test` keep to the test split."""
-    try:
-        series = [read_series(f) for f in files]
-    except ArchiveError as exc:
-        raise SourceError(str(exc)) from None
-    ids, values, labels, in_test, rejects = [], [], [], [], []
-    for path, part in zip(files, series):
-        name = display(Path(path).name)
-        ids += [f"{name}:{line}" for line in part.lines]
-        values += part.values
-        labels += part.labels
-        in_test += [path == test] * len(part.values)
-        rejects += [(f"{name}:{line}", reason) for line, reason in part.rejects]
-    return sequences(ids, values, labels, in_test, rejects)
+class SeriesLines(Reader):
+    """Series read from their files' lines by the tasks: gaps interpolated, NaN-padded to the longest.
+    A key is (file number, line, byte offset)."""
+
+    def __init__(self, files: list[SeriesFile], shape: tuple[int, int], fields: dict):
+        self.files, self.shape, self.fields = files, shape, fields
+
+    def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
+        for n, group in itertools.groupby(keys, key=lambda key: key[0]):
+            for parsed in self.files[n].rows_at([(line, offset) for _, line, offset in group]):
+                if isinstance(parsed, BadLine):  # the file changed since it was listed
+                    yield None, str(parsed)
+                    continue
+                padded = np.full(self.shape, np.nan, dtype=np.float32)
+                padded[: len(parsed[0])] = interpolate(parsed[0])
+                yield padded, ""
 
 
 def npz_sequences(path: str) -> Loaded:
@@ -78,21 +134,27 @@ def split_flat(path: Path, values: np.ndarray, lengths: np.ndarray) -> list[np.n
     return np.split(values, np.cumsum(lengths)[:-1])
 
 
-def sequences(ids: list[str], values: list[np.ndarray], labels: list, test: list[bool],
-               rejects: list[tuple[str, str]] = ()) -> Loaded:
+def problem(series: np.ndarray, channels: int) -> str:
+    """Why a series (T, C) is quarantined, or ""."""
+    if series.shape[1] != channels:
+        return f"wrong channels: {series.shape[1]} in a {channels}-channel dataset"
+    if np.isinf(series).any():
+        return "infinite value"
+    if len(series) == 0 or np.isnan(series).all(0).any():
+        return "a channel with no values"
+    return ""
+
+
+def sequences(ids: list[str], values: list[np.ndarray], labels: list, test: list[bool]) -> Loaded:
     """Fill missing values by linear interpolation, then pad every series with NaN to the longest."""
-    if not values and not rejects:
+    if not values:
         raise SourceError("no series found")
-    out = Loaded(rejects=list(rejects))
+    out = Loaded()
     good = []
-    channels = max((v.shape[1] for v in values), default=1)
+    channels = max(v.shape[1] for v in values)
     for id_, series, label, in_test in zip(ids, values, labels, test):
-        if series.shape[1] != channels:
-            out.rejects.append((id_, f"wrong channels: {series.shape[1]} in a {channels}-channel dataset"))
-        elif np.isinf(series).any():
-            out.rejects.append((id_, "infinite value"))
-        elif len(series) == 0 or np.isnan(series).all(0).any():
-            out.rejects.append((id_, "a channel with no values"))
+        if reason := problem(series, channels):
+            out.rejects.append((id_, reason))
         else:
             good.append((id_, interpolate(series), label, in_test))
     longest = max((len(g[1]) for g in good), default=0)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from augtrain.datasets.files import read_bytes
+from augtrain.datasets.files import open_source
+from augtrain.datasets.sources import runs
 
 BOOLEAN_TAGS = {"timestamps", "missing", "univariate", "equallength", "classlabel"}
 TAGS = BOOLEAN_TAGS | {"problemname", "dimensions", "serieslength", "targetlabel", "data"}
+MAX_LINE_BYTES = 64 << 20  # one series (millions of values); a longer line fails the file
 
 
 class ArchiveError(ValueError):
@@ -25,28 +28,6 @@ class ArchiveError(ValueError):
 
 class BadLine(ValueError):
     """One data line that cannot be read: it is quarantined, the rest of the file is read."""
-
-
-@dataclass
-class Series:
-    """One file's series: each (T_i, C) float32 (NaN where a value is missing) with its label and line,
-    and the data lines refused as (line, reason)."""
-
-    values: list[np.ndarray] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-    rejects: list[tuple[int, str]] = field(default_factory=list)
-
-    def read(self, line: int, parse) -> None:
-        """Add the (values, label) that `parse()` makes of data line `line`, or quarantine it."""
-        try:
-            values, label = parse()
-        except BadLine as exc:
-            self.rejects.append((line, str(exc)))
-            return
-        self.values.append(values)
-        self.labels.append(label)
-        self.lines.append(line)
 
 
 def find_dataset(name: str, archive: str | Path | None) -> tuple[Path, Path]:
@@ -66,26 +47,76 @@ def find_dataset(name: str, archive: str | Path | None) -> tuple[Path, Path]:
     raise ArchiveError(f"ucr:{name}: no {name}_TRAIN/_TEST .ts or .tsv files in {where}")
 
 
-def read_series(path: Path | str) -> Series:
-    """Read a `.ts` or `.tsv` archive file; a bad data line is quarantined, a bad header fails the file."""
+@dataclass(frozen=True)
+class SeriesFile:
+    """A .ts or .tsv archive file, opened: where its data lines start and, for a .ts file, the dimensions
+    and classes they must have. Its data lines are read as a stream (`rows`) or at listed offsets
+    (`rows_at`), never held whole: `(values (T, C) float32 with NaN where missing, label)` each, or the
+    BadLine it is quarantined for."""
+
+    path: str
+    start: tuple[int, int] = (1, 0)  # (line, byte offset) of the first line after the header
+    dims: int | None = None
+    classes: frozenset[str] | None = None  # None: a .tsv file
+
+    @staticmethod
+    def open(path: Path | str) -> SeriesFile:
+        """The file's header read and checked; a bad header fails the file (ArchiveError)."""
+        if Path(str(path)).suffix != ".ts":
+            return SeriesFile(str(path))
+        header, start = _header(path, _numbered_lines(path))
+        if header.get("timestamps"):
+            raise ArchiveError(f"{path}: @timeStamps true is not supported")
+        if not header.get("classlabel"):
+            raise ArchiveError(f"{path}: no class labels (@classLabel false); augtrain classifies")
+        # @dimensions, else what most data lines have (one bad first line must not condemn the rest)
+        counts = Counter(row.count(":") for _, _, row in _numbered_lines(path, *start) if isinstance(row, str) and ":" in row)
+        dims = header.get("dimensions") or (counts.most_common(1)[0][0] if counts else None)
+        return SeriesFile(str(path), start, dims, frozenset(header["classes"]))
+
+    def rows(self) -> Iterator[tuple[int, int, tuple[np.ndarray, str] | BadLine]]:
+        """(line, byte offset, what the line holds) of each data line; blank lines (and a .ts file's
+        comments) skipped."""
+        for line, offset, row in _numbered_lines(self.path, *self.start):
+            comment = self.classes is not None and isinstance(row, str) and row.lstrip().startswith("#")
+            if not (isinstance(row, str) and not row.strip()) and not comment:
+                yield line, offset, self._parsed(row)
+
+    def rows_at(self, keys: list[tuple[int, int]]) -> Iterator[tuple[np.ndarray, str] | BadLine]:
+        """What the lines at `keys` (line, byte offset), ascending, hold: each run of nearby keys read
+        forward from its first, the file sought between runs."""
+        for run in runs(keys, lambda key: key[1]):
+            wanted = {offset for _, offset in run}
+            for _, offset, row in _numbered_lines(self.path, *run[0]):
+                if offset in wanted:
+                    yield self._parsed(row)
+                if offset >= run[-1][1]:
+                    break
+
+    def _parsed(self, row: str | UnicodeDecodeError) -> tuple[np.ndarray, str] | BadLine:
+        try:
+            return _tsv_row(_text(row)) if self.classes is None else _ts_row(_text(row), self.dims, self.classes)
+        except BadLine as exc:
+            return exc
+
+
+def _numbered_lines(path: Path | str, line: int = 1, offset: int = 0) -> Iterator[tuple[int, int, str | UnicodeDecodeError]]:
+    """(line number, byte offset, the line decoded as UTF-8 or the error that names its bad byte) of each
+    line from `offset`, read as a stream."""
     try:
-        lines = _lines(read_bytes(path))
+        with open_source(path) as raw:
+            raw.seek(offset)
+            while data := raw.readline(MAX_LINE_BYTES + 1):
+                if len(data) > MAX_LINE_BYTES:
+                    raise ArchiveError(f"{path}:{line}: a line of over {MAX_LINE_BYTES >> 20} MiB")
+                try:
+                    row = data.rstrip(b"\r\n").decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    row = exc
+                yield line, offset, row
+                line, offset = line + 1, offset + len(data)
     except OSError as exc:
         raise ArchiveError(f"{path}: {exc.strerror or exc}") from None
-    if not any(row.strip() for row in lines if isinstance(row, str)):
-        raise ArchiveError(f"{path}: empty file")
-    return _read_ts(path, lines) if Path(path).suffix == ".ts" else _read_tsv(lines)
-
-
-def _lines(data: bytes) -> list[str | UnicodeDecodeError]:
-    """Each line decoded as UTF-8, or the error that names its bad byte."""
-    out = []
-    for row in data.splitlines():
-        try:
-            out.append(row.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            out.append(exc)
-    return out
 
 
 def _text(row: str | UnicodeDecodeError) -> str:
@@ -108,15 +139,6 @@ def _numbers(fields: list[str]) -> np.ndarray:
     return values
 
 
-def _read_tsv(lines: list) -> Series:
-    out = Series()
-    for line, row in enumerate(lines, start=1):
-        if isinstance(row, str) and not row.strip():
-            continue
-        out.read(line, lambda: _tsv_row(_text(row)))
-    return out
-
-
 def _tsv_row(row: str) -> tuple[np.ndarray, str]:
     label, *fields = row.strip().split("\t") if "\t" in row else row.strip().split(",")
     values = _numbers(fields)
@@ -135,60 +157,46 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def _header(path: Path | str, lines: list) -> tuple[dict, int]:
-    """The @tags up to @data as {tag: value}, and the index of the first data line."""
+def _header(path: Path | str, lines: Iterator) -> tuple[dict, tuple[int, int]]:
+    """The @tags up to @data as {tag: value}, and (line, byte offset) where the data lines start."""
     header: dict = {}
-    for i, row in enumerate(lines):
+    seen = data = False
+    for number, offset, row in lines:
+        if data:
+            return header, (number, offset)
         try:
             row = _text(row).strip()
         except BadLine as exc:
-            raise ArchiveError(f"{path}:{i + 1}: {exc}") from None
+            raise ArchiveError(f"{path}:{number}: {exc}") from None
+        seen = seen or bool(row)
         if not row or row.startswith("#"):
             continue
         if not row.startswith("@"):
-            raise ArchiveError(f"{path}:{i + 1}: data before @data (expected a @tag header line)")
+            raise ArchiveError(f"{path}:{number}: data before @data (expected a @tag header line)")
         tag, _, value = row[1:].partition(" ")
         tag, value = tag.lower(), value.strip()
         if tag not in TAGS:
-            raise ArchiveError(f"{path}:{i + 1}: unknown header tag @{tag[:40]}")
+            raise ArchiveError(f"{path}:{number}: unknown header tag @{tag[:40]}")
         if tag == "data":
-            return header, i + 1
-        if tag in BOOLEAN_TAGS:
+            data = True
+        elif tag in BOOLEAN_TAGS:
             flag, _, rest = value.partition(" ")
             if flag.lower() not in {"true", "false"}:
-                raise ArchiveError(f"{path}:{i + 1}: @{tag} must be true or false, got {value[:40]!r}")
+                raise ArchiveError(f"{path}:{number}: @{tag} must be true or false, got {value[:40]!r}")
             header[tag] = flag.lower() == "true"
             if tag == "classlabel":
                 header["classes"] = rest.split()
                 if header[tag] and not header["classes"]:
-                    raise ArchiveError(f"{path}:{i + 1}: @classLabel true lists no class labels")
+                    raise ArchiveError(f"{path}:{number}: @classLabel true lists no class labels")
         elif tag in {"dimensions", "serieslength"}:
             if not value.isdigit():
-                raise ArchiveError(f"{path}:{i + 1}: @{tag} must be a whole number, got {value[:40]!r}")
+                raise ArchiveError(f"{path}:{number}: @{tag} must be a whole number, got {value[:40]!r}")
             header[tag] = int(value)
         else:
             header[tag] = value
-    raise ArchiveError(f"{path}: no @data line (the header never ends)")
-
-
-def _read_ts(path: Path | str, lines: list) -> Series:
-    header, first = _header(path, lines)
-    if header.get("timestamps"):
-        raise ArchiveError(f"{path}: @timeStamps true is not supported")
-    if not header.get("classlabel"):
-        raise ArchiveError(f"{path}: no class labels (@classLabel false); augtrain classifies")
-    classes = set(header["classes"])
-    # @dimensions, else what most data lines have (one bad first line must not condemn the rest)
-    counts = Counter(row.count(":") for row in lines[first:] if isinstance(row, str) and ":" in row)
-    dims = header.get("dimensions") or (counts.most_common(1)[0][0] if counts else None)
-    out = Series()
-    for i in range(first, len(lines)):
-        if isinstance(lines[i], str) and (not lines[i].strip() or lines[i].strip().startswith("#")):
-            continue
-        out.read(i + 1, lambda: _ts_row(_text(lines[i]), dims, classes))
-    if not out.values and not out.rejects:
+    if data:
         raise ArchiveError(f"{path}: no series after @data")
-    return out
+    raise ArchiveError(f"{path}: {'no @data line (the header never ends)' if seen else 'empty file'}")
 
 
 def _ts_row(row: str, dims: int | None, classes: set[str]) -> tuple[np.ndarray, str]:
