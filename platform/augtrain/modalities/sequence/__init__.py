@@ -28,7 +28,7 @@ class SequenceModality(Modality):
     def listing(self, data, labelled: bool = True, shape: list[int] | None = None):
         from augtrain.modalities.sequence.read import listing
 
-        return listing(data, labelled)
+        return listing(data)
 
     def describe(self, manifest: dict) -> str:
         lengths = manifest["lengths"]

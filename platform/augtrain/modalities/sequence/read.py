@@ -32,9 +32,9 @@ from augtrain.modalities.sequence.ucr import (
 )
 
 
-def listing(data: Data, labelled: bool = True) -> Listing:
+def listing(data: Data) -> Listing:
     """`data.source` listed: `ucr:NAME` or a .ts/.tsv file as a stream of lines (SeriesLines), an .npz loaded
-    whole (labels are needed in every source: a .ts file names its classes)."""
+    whole. Labels are needed in every source, prediction inputs too (a .ts file names its classes)."""
     if data.source.startswith("ucr:"):
         try:
             files = find_dataset(data.source.removeprefix("ucr:"), data.archive)
