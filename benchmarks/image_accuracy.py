@@ -4,8 +4,9 @@
   train / 160 test, four kinds of scene) against an RBF SVC on colour histograms + downsampled pixels tuned by
   cross-validation on the same train crops, scored on the same test crops; seeds 0-2 (crops, split and
   training). Goal: augtrain's mean >= the SVC's mean.
-- fashion: jobs/fashion_resnet.yaml on Fashion-MNIST's official test split, the seed CNN (`cnn`) beside it with
-  the same data, augmentation and epochs. Goal >= 93.5 %.
+- fashion: jobs/fashion_resnet.yaml (in bf16 with channels_last, to fit 15 epochs into an hour here) on
+  Fashion-MNIST's official test split, the seed CNN (`cnn`, fp32) beside it with the same data, augmentation
+  and epochs. Goal >= 93.5 %.
 - transfer: fashion_resnet pretrained on classes 0-4 (all 30,000 train images), then fine-tuned
   (model.init_from; the head fresh, every layer at the same lr: the backbone frozen for 5 epochs, then at a
   tenth of the lr, scored 77.7 % on seeds 0-2, under scratch's 88.3 %) on classes 5-9 with 20 labelled
@@ -42,6 +43,7 @@ SEED_LIST = ", ".join(map(str, SEEDS))
 FEW = 20  # labelled training images per class to fine-tune on
 FINE_TUNE = ["train.epochs=30", "train.lr=0.001", "train.batch_size=16", "train.select=last"]
 PRETRAIN_EPOCHS = 4
+FAST = ["train.precision=bf16", "train.channels_last=true"]  # resnet_small on all of Fashion-MNIST: 3.2 min an epoch, not 5
 
 
 def accuracy(job_file: str, overrides: list[str], work: Path) -> tuple[float, Path]:
@@ -71,10 +73,11 @@ def photos(work: Path) -> None:
 
 def fashion(work: Path) -> None:
     source = [f"data.source={fashion_mnist()}", f"data.path={work / 'fashion'}"]
-    ours, _ = accuracy("fashion_resnet.yaml", source, work)
+    ours, _ = accuracy("fashion_resnet.yaml", [*source, *FAST], work)
     seed_cnn, _ = accuracy("fashion_resnet.yaml", [*source, "model.name=cnn", "model.params={dropout: 0.2}"], work)
-    record("fashion_mnist_resnet_small", f"test={ours:.4f} on the official 10,000 test images; the seed CNN "
-           f"{seed_cnn:.4f} with the same data, augmentation and epochs", at_least(0.935), ours)
+    record("fashion_mnist_resnet_small", f"test={ours:.4f} (resnet_small, bf16, channels_last) on the official "
+           f"10,000 test images; the seed CNN (fp32) {seed_cnn:.4f} with the same data, augmentation and 15 epochs",
+           at_least(0.935), ours)
 
 
 def transfer(work: Path) -> None:
