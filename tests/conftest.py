@@ -12,14 +12,19 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
 
 
+def loaded_by(statement: str, heavy: list[str]) -> list[str]:
+    """Which of `heavy` a fresh interpreter has loaded after running `statement`."""
+    check = f"import sys; {statement}; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    return subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.split()
+
+
 def loaded_by_import(module: str, heavy: list[str]) -> list[str]:
     """Which of `heavy` a fresh interpreter has loaded after importing `module`.
 
     Ray's processes (Data coordinators, Tune trials) import augtrain's modules to unpickle its
     functions; every heavy import there is seconds of every run's start-up.
     """
-    check = f"import sys, {module}; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
-    return subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.split()
+    return loaded_by(f"import {module}", heavy)
 
 
 @pytest.fixture(scope="session")

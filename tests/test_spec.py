@@ -9,7 +9,7 @@ from augtrain.config.spec import (
     load_job,
     parse_job,
 )
-from conftest import loaded_by_import
+from conftest import loaded_by, loaded_by_import
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
 
@@ -102,6 +102,15 @@ def test_elastic_workers_placement_and_storage_paths():
 def test_the_spec_imports_without_torch():
     """Every process that unpickles a job imports the spec; a default built at import ran the model check (torch)."""
     assert loaded_by_import("augtrain.config.spec", ["torch", "albumentations"]) == []
+
+
+def test_checking_a_job_imports_no_torch():
+    """`augtrain validate` answers in about a second (torch alone is 1.5 s): a model is checked by its builder's
+    signature, and albumentations loads without its PyTorch helpers."""
+    check_all = f"from augtrain.config.spec import load_job; [load_job(job) for job in {list(map(str, JOBS))!r}]"
+    assert loaded_by(check_all, ["torch", "albumentations.pytorch"]) == []
+    gunpoint = next(str(job) for job in JOBS if job.name == "gunpoint_lstm.yaml")
+    assert loaded_by(f"from augtrain.config.spec import load_job; load_job({gunpoint!r})", ["albumentations"]) == []
 
 
 def validate(*args):

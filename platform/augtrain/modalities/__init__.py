@@ -20,9 +20,10 @@ from augtrain.modalities.text import TEXT
 if TYPE_CHECKING:  # the sources import pyarrow: checking a job's transforms and models needs none of it
     from augtrain.datasets.sources import Listing
 
-# audio and text first: they claim a folder only when its files are recordings or texts, and a table
-# only when it is declared theirs (text: data.text_column), where images claim any folder or table
-MODALITIES: dict[str, Modality] = {m.kind: m for m in (AUDIO, TEXT, IMAGE, SEQUENCE)}
+# images last: audio and text claim a folder only when its files are recordings or texts, and a table only
+# when it is declared theirs (text: data.text_column), where images claim any folder or table; and images own
+# any albumentations transform, which takes importing albumentations (a second) to know
+MODALITIES: dict[str, Modality] = {m.kind: m for m in (AUDIO, TEXT, SEQUENCE, IMAGE)}
 
 
 def register(modality: Modality) -> Modality:

@@ -6,15 +6,24 @@ Each modality offers its own builders (`modalities/<kind>/models.py`); these hel
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from typing import Any, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
 
+def _parameter_hints(builder: Callable) -> dict[str, Any]:
+    """The builder's parameter annotations, evaluated; its return annotation (torch's nn.Module, imported only
+    for type checkers) is left as text, so that checking a spec imports no torch."""
+    parameters = {name: hint for name, hint in builder.__annotations__.items() if name != "return"}
+    return typing.get_type_hints(types.SimpleNamespace(__annotations__=parameters), globalns=builder.__globals__,
+                                 include_extras=True)
+
+
 def check_builder(name: str, builder: Callable, params: dict[str, Any]) -> None:
     """Raise ValueError if `params` are not among the builder's arguments, or of the wrong type."""
-    hints = typing.get_type_hints(builder, include_extras=True)
+    hints = _parameter_hints(builder)
     accepted = set(inspect.signature(builder).parameters) - {"shape", "classes"}
     unknown = sorted(set(params) - accepted)
     if unknown:

@@ -1,30 +1,22 @@
 """Audio models over (N, bins, frames) spectrograms, each sized from (bins, frames): a 2-D CNN, and the
-sequence models (1-D convolutions, LSTM, GRU) run over the frames."""
+sequence models (1-D convolutions, LSTM, GRU) run over the frames. The builders import torch when they build."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from augtrain.modalities.image.models import Dropout, Width
-from augtrain.modalities.sequence.models import (
-    ConvFeatures,
-    Hidden,
-    Layers,
-    RecurrentFeatures,
-    SequenceClassifier,
-)
+from augtrain.modalities.sequence.models import Hidden, Layers
 
-
-class Frames(nn.Module):
-    """(N, bins, frames) -> (N, frames, bins): a spectrogram as a sequence of frames."""
-
-    def forward(self, x):
-        return x.transpose(1, 2)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def audio_cnn(shape: tuple[int, int], classes: int, width: Width = 32, dropout: Dropout = 0.2) -> nn.Module:
     """Four blocks of 3x3 conv, batch norm, ReLU and 2x2 max pooling (32/64/128/128 channels at width 32; no
     pooling along an axis once it is 1), global average pooling, dropout, a linear layer."""
+    from torch import nn
+
     size, layers, channels = list(shape), [nn.Unflatten(1, (1, shape[0]))], 1
     for out in (width, 2 * width, 4 * width, 4 * width):
         pool = tuple(2 if n >= 2 else 1 for n in size)
@@ -33,23 +25,37 @@ def audio_cnn(shape: tuple[int, int], classes: int, width: Width = 32, dropout: 
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, classes))
 
 
+def _over_frames(branch: nn.Module, classes: int) -> nn.Module:
+    """The sequence classifier with one `branch`, run over the spectrogram's frames."""
+    from torch import nn
+
+    from augtrain.modalities.audio.layers import Frames
+    from augtrain.modalities.sequence.layers import SequenceClassifier
+
+    return nn.Sequential(Frames(), SequenceClassifier([branch], classes))
+
+
 def audio_conv1d(shape: tuple[int, int], classes: int) -> nn.Module:
     """The FCN of the sequence models (Wang et al. 2017) over frames, the bands as channels."""
-    return nn.Sequential(Frames(), SequenceClassifier([ConvFeatures(shape[0])], classes))
+    from augtrain.modalities.sequence.layers import ConvFeatures
+
+    return _over_frames(ConvFeatures(shape[0]), classes)
 
 
 def audio_lstm(shape: tuple[int, int], classes: int, hidden: Hidden = 128, layers: Layers = 2,
                bidirectional: bool = False, dropout: Dropout = 0.0) -> nn.Module:
     """Stacked LSTM over frames -> its last hidden state -> a linear layer."""
-    cell = RecurrentFeatures(nn.LSTM, (shape[1], shape[0]), hidden, layers, bidirectional, dropout)
-    return nn.Sequential(Frames(), SequenceClassifier([cell], classes))
+    from augtrain.modalities.sequence.layers import RecurrentFeatures
+
+    return _over_frames(RecurrentFeatures("lstm", (shape[1], shape[0]), hidden, layers, bidirectional, dropout), classes)
 
 
 def audio_gru(shape: tuple[int, int], classes: int, hidden: Hidden = 128, layers: Layers = 2,
               bidirectional: bool = False, dropout: Dropout = 0.0) -> nn.Module:
     """As `audio_lstm`, with GRU cells."""
-    cell = RecurrentFeatures(nn.GRU, (shape[1], shape[0]), hidden, layers, bidirectional, dropout)
-    return nn.Sequential(Frames(), SequenceClassifier([cell], classes))
+    from augtrain.modalities.sequence.layers import RecurrentFeatures
+
+    return _over_frames(RecurrentFeatures("gru", (shape[1], shape[0]), hidden, layers, bidirectional, dropout), classes)
 
 
 MODELS = {"audio_cnn": audio_cnn, "audio_conv1d": audio_conv1d, "audio_lstm": audio_lstm, "audio_gru": audio_gru}

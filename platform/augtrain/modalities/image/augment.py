@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
-import albumentations as A
-import numpy as np
-from pydantic import ValidationError
+# albumentations' package imports its PyTorch helpers (ToTensorV2: torch, over a second) and goes without them
+# when that import fails. augtrain uses none of them: blocked while albumentations loads, checking a job's
+# transforms costs no torch. Unblocked after, so `import albumentations.pytorch` still works for anyone.
+_BLOCKED = "torch" not in sys.modules and sys.modules.setdefault("albumentations.pytorch", None) is None
+import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
-from augtrain.config.spec import problems
+from augtrain.config.spec import problems  # noqa: E402
+
+if _BLOCKED:
+    del sys.modules["albumentations.pytorch"]
 
 
 def is_transform(name: str) -> bool:

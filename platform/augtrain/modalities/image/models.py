@@ -1,15 +1,17 @@
 """Image models: (N, C, H, W) inputs, each sized from the dataset's sample shape (H, W, C).
 
-The backbones (torchvision's, and `resnet_small`) are built in `backbones.py`, imported only to build one: it
-imports torchvision, which checking a spec's model and parameters does not need.
+The builders import torch when they build, and the backbones (torchvision's, and `resnet_small`) come from
+`backbones.py` (torchvision): checking a spec's model and its parameters needs only the signatures.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Literal
+from typing import TYPE_CHECKING, Annotated, Callable, Literal
 
 from pydantic import Field
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Width = Annotated[int, Field(ge=1, le=1024)]  # a bound on what a spec (or a bundle from elsewhere) may build
 Dropout = Annotated[float, Field(ge=0, lt=1)]
@@ -21,6 +23,8 @@ def cnn(shape: tuple[int, int, int], classes: int, width: Width = 32, dropout: D
 
     Convolutions pad to keep size so the net fits inputs as small as 8x8; `shape` is (H, W, C).
     """
+    from torch import nn
+
     height, width_px, channels = shape
     features = nn.Sequential(
         nn.Conv2d(channels, width, 3, padding=1),

@@ -1,12 +1,17 @@
-"""Sequence models: (N, T, C) inputs with NaN padding after each series' end, sized from (T, C)."""
+"""Sequence models: (N, T, C) inputs with NaN padding after each series' end, sized from (T, C).
+
+The builders import their layers (layers.py, torch) when they build: checking a spec's model and its
+parameters needs only the signatures below.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 from pydantic import Field
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Bounds on what a spec (or a bundle from elsewhere) may ask for: the model is built before its
 # weights are compared with a bundle's, and 20,000 LSTM layers take minutes to build.
@@ -14,110 +19,46 @@ Hidden = Annotated[int, Field(ge=1, le=4096)]
 Layers = Annotated[int, Field(ge=1, le=16)]
 Dropout = Annotated[float, Field(ge=0, lt=1)]
 
-def _unpad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, T, C) NaN-padded sequences -> zero-filled sequences and the (N, T) mask of real steps."""
-    valid = ~torch.isnan(x[..., 0])
-    return torch.nan_to_num(x, nan=0.0), valid
-
-
-class RecurrentFeatures(nn.Module):
-    """The last hidden state of a stacked LSTM/GRU run over each sequence's own steps (packed).
-
-    `shuffle` is LSTM-FCN's dimension shuffle: the channels become the steps and the whole time
-    axis (zero-filled past a series' end) the features of each step.
-    """
-
-    def __init__(self, cell: type[nn.RNNBase], shape: tuple[int, int], hidden: int, layers: int,
-                 bidirectional: bool, dropout: float, shuffle: bool = False):
-        super().__init__()
-        self.rnn = cell(shape[0] if shuffle else shape[1], hidden, layers, batch_first=True,
-                        bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.size = hidden * (2 if bidirectional else 1)
-        self.shuffle = shuffle
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        if self.shuffle:
-            x = x.transpose(1, 2)
-            valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        lengths = valid.sum(1).clamp(min=1)
-        if torch.compiler.is_exporting() and not self.rnn.bidirectional:
-            # torch.export cannot trace packing; a one-way RNN's top-layer output at each series'
-            # last step is the very state the packed run returns
-            out, _ = self.rnn(x)
-            return self.dropout(out[torch.arange(x.shape[0]), lengths - 1])
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, state = self.rnn(packed)
-        last = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
-        return self.dropout(torch.cat([last[-1], last[-2]], 1) if self.rnn.bidirectional else last[-1])
-
-
-class ConvFeatures(nn.Module):
-    """FCN (Wang et al. 2017): conv blocks 128/256/128 (kernels 8/5/3) with batch norm, global average pooling.
-
-    Padded steps are zeroed after every block and left out of the pooling, so extra padding
-    does not change the output.
-    """
-
-    def __init__(self, channels: int, widths=(128, 256, 128), kernels=(8, 5, 3)):
-        super().__init__()
-        sizes = (channels, *widths)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(
-                nn.ConstantPad1d(((k - 1) // 2, k // 2), 0.0),  # "same" length, also for even kernels
-                nn.Conv1d(sizes[i], sizes[i + 1], k),
-                nn.BatchNorm1d(sizes[i + 1]),
-                nn.ReLU(),
-            )
-            for i, k in enumerate(kernels)
-        )
-        self.size = widths[-1]
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        mask = valid[:, None, :].to(x.dtype)
-        h = x.transpose(1, 2)
-        for block in self.blocks:
-            h = block(h) * mask
-        return h.sum(2) / mask.sum(2).clamp(min=1)
-
-
-class SequenceClassifier(nn.Module):
-    """Feature branches side by side over the same sequences, concatenated, then one linear layer.
-
-    Two classes get two logits under softmax cross-entropy, the same as one sigmoid unit on their difference.
-    """
-
-    def __init__(self, branches: list[nn.Module], classes: int):
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-        self.head = nn.Linear(sum(b.size for b in branches), classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, valid = _unpad(x)
-        return self.head(torch.cat([branch(x, valid) for branch in self.branches], 1))
-
 
 def lstm(shape: tuple[int, int], classes: int, hidden: Hidden = 128, layers: Layers = 2, bidirectional: bool = False,
          dropout: Dropout = 0.0) -> nn.Module:
     """The classic stack: `layers` LSTM layers of `hidden` units -> Dense; `shape` is (T, C)."""
-    return SequenceClassifier([RecurrentFeatures(nn.LSTM, shape, hidden, layers, bidirectional, dropout)], classes)
+    from augtrain.modalities.sequence.layers import (
+        RecurrentFeatures,
+        SequenceClassifier,
+    )
+
+    return SequenceClassifier([RecurrentFeatures("lstm", shape, hidden, layers, bidirectional, dropout)], classes)
 
 
 def gru(shape: tuple[int, int], classes: int, hidden: Hidden = 128, layers: Layers = 2, bidirectional: bool = False,
         dropout: Dropout = 0.0) -> nn.Module:
     """As `lstm`, with GRU cells."""
-    return SequenceClassifier([RecurrentFeatures(nn.GRU, shape, hidden, layers, bidirectional, dropout)], classes)
+    from augtrain.modalities.sequence.layers import (
+        RecurrentFeatures,
+        SequenceClassifier,
+    )
+
+    return SequenceClassifier([RecurrentFeatures("gru", shape, hidden, layers, bidirectional, dropout)], classes)
 
 
 def fcn(shape: tuple[int, int], classes: int) -> nn.Module:
     """The 1-D fully convolutional network of Wang et al. 2017."""
+    from augtrain.modalities.sequence.layers import ConvFeatures, SequenceClassifier
+
     return SequenceClassifier([ConvFeatures(shape[1])], classes)
 
 
 def lstm_fcn(shape: tuple[int, int], classes: int, hidden: Hidden = 128, dropout: Dropout = 0.8,
              bidirectional: bool = False, shuffle: bool = True) -> nn.Module:
     """LSTM-FCN (Karim et al. 2017): an LSTM branch (dropout 0.8, dimension shuffle) beside the FCN branch."""
-    recurrent = RecurrentFeatures(nn.LSTM, shape, hidden, 1, bidirectional, dropout, shuffle)
+    from augtrain.modalities.sequence.layers import (
+        ConvFeatures,
+        RecurrentFeatures,
+        SequenceClassifier,
+    )
+
+    recurrent = RecurrentFeatures("lstm", shape, hidden, 1, bidirectional, dropout, shuffle)
     return SequenceClassifier([recurrent, ConvFeatures(shape[1])], classes)
 
 
