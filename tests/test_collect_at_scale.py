@@ -2,6 +2,7 @@
 of mixed sizes, and the same dataset however it is collected."""
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -122,6 +123,22 @@ def test_a_table_sorted_by_class_is_cut_into_parts_that_each_hold_every_class(tm
         assert part.keys == sorted(part.keys)  # read forward
         read = np.array([sample for sample, reason in part.reader.read(part.keys)])
         assert read.reshape(len(read), -1).astype(int).tolist() == x[[row_of[i] for i in part.ids]].tolist()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_table_rewritten_after_it_was_listed_is_refused_not_read_as_other_rows(tmp_path, suffix):
+    # the same rows in another order: as many rows as listed (the count check passes), each key now another row
+    table = tmp_path / f"t.{suffix}"
+    write = pyarrow.csv.write_csv if suffix == "csv" else pq.write_table
+    write(pa.table({"v": np.arange(40), "label": np.arange(40) % 2}), table)
+    _, listing = read_source(Data(source=str(table)))
+    part = collecting.Part(0, listing.reader, listing.keys, listing.ids, ["train"] * 40, listing.labels, seed=0)
+    before = table.stat().st_mtime_ns
+    write(pa.table({"v": np.arange(40)[::-1], "label": np.arange(40)[::-1] % 2}), table)
+    os.utime(table, ns=(before + 10**9, before + 10**9))  # a second later, as a rewrite after listing would be
+    with pytest.raises(sources.SourceError, match=rf"t.{suffix}: changed after it was listed: collect it again$"):
+        collecting.write_part(part, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_images_of_mixed_sizes_are_resized_to_their_median_and_said_so(tmp_path):

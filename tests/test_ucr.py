@@ -1,6 +1,7 @@
 """UCR/UEA archive files: .ts and .tsv parsing, collection of sequences, and bad input."""
 
 import json
+import os
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -256,7 +257,13 @@ def test_tables_and_series_files_read_through_pyarrow_as_at_a_remote_uri(tmp_pat
 def test_a_series_file_cut_after_it_was_listed_fails_its_collect_task_in_one_line(tmp_path):
     path = ts_file(tmp_path / "x.ts", [f"{i},{i + 1}:{'ab'[i % 2]}" for i in range(30)])
     _, listing = read_source(Data(source=str(path)))
-    path.write_bytes(path.read_bytes()[:-60])  # the last lines gone: fewer series than listed
     part = Part(0, listing.reader, listing.keys, listing.ids, ["train"] * 30, [0] * 30, seed=0)
+    listed, text = path.stat(), path.read_bytes()
+    path.write_bytes(text[:-60])  # the last lines gone: fewer series than listed
+    with pytest.raises(SourceError, match=r"x.ts: changed after it was listed: collect it again$"):
+        write_part(part, str(tmp_path / "out"))
+    last = text.rindex(b"\n", 0, len(text) - 1)
+    path.write_bytes(text[:last] + b" " + text[last + 1 :])  # the last two lines one: the same size
+    os.utime(path, ns=(listed.st_atime_ns, listed.st_mtime_ns))  # and the same time: a change its stamp cannot see
     with pytest.raises(SourceError, match=r"^the source changed while it was collected \(near record x.ts:9\)"):
         write_part(part, str(tmp_path / "out"))

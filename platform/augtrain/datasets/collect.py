@@ -249,6 +249,7 @@ def write_part(part: Part, out: str) -> dict:
     import ray
 
     reader = part.reader
+    reader.check_unchanged()
     kept, rejects = [], []
     for id_, split, y, read in itertools.zip_longest(part.ids, part.splits, part.ys, reader.read(part.keys)):
         if id_ is None or read is None:  # a reader that yields one result per key finds fewer lines (or more)

@@ -15,13 +15,13 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from augtrain.datasets.files import open_source
+from augtrain.datasets.files import display, open_source, stamp
 from augtrain.errors import BadInput, clip
 
 MAX_SAMPLE_BYTES = 256 << 20  # one sample's decoded bytes: a header may claim any shape
@@ -63,10 +63,19 @@ class Reader:
     dtype: str = "float32"
     fields: dict = {}  # extra manifest fields that describe the samples
     random_access = False  # whether records read as cheaply in any order (a file each) as in the source's
+    listed: dict[str, str] = {}  # file -> its stamp when listed, for a reader whose keys are its rows or offsets
 
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
         """(sample, "") or (None, the reason it is quarantined) for each key, in order."""
         raise NotImplementedError
+
+    def check_unchanged(self) -> None:
+        """SourceError if a file read by row or offset changed after it was listed: its keys would now
+        name other rows (rows moved, or rewritten in place) where a count of the rows read sees only
+        missing ones."""
+        for source, listed in self.listed.items():
+            if stamp(source) != listed:
+                raise SourceError(f"{display(source)}: changed after it was listed: collect it again")
 
     @property
     def sample_bytes(self) -> int:
@@ -194,26 +203,27 @@ def csv_scan(source: str, columns: list[str]):
 
 
 def csv_records(source: str, keys: list[tuple[int, int]]):
-    """The rows at `keys` (line, byte offset), ascending: each run of keys less than SEEK_GAP bytes
-    apart is read forward from its first offset, and the reader seeks to the next run."""
-    wanted = {offset for _, offset in keys}
-    for run in runs(keys, lambda key: key[1]):
-        for (_, offset), row in _csv(source, run[0][1], run[0][0]):
-            if offset in wanted:
-                yield row
-            if offset >= run[-1][1]:
-                break
+    """The rows at `keys` (line, byte offset), ascending."""
+    return at_offsets(keys, lambda line, offset: ((start, row) for (_, start), row in _csv(source, offset, line)))
 
 
-def runs(keys: list, position) -> list[list]:
-    """Ascending `keys` cut where the next one's `position` lies SEEK_GAP or more beyond the last."""
+def at_offsets(keys: list[tuple[int, int]], read_from: Callable[[int, int], Iterator[tuple[int, Any]]]) -> Iterator:
+    """The records at `keys` (line, byte offset), ascending, of a file read forward by `read_from(line,
+    offset)` as (offset, record) pairs: each run of keys less than SEEK_GAP bytes apart is read from its
+    first key on, and the file is sought to the next run."""
     runs = []
     for key in keys:
-        if runs and position(key) - position(runs[-1][-1]) < SEEK_GAP:
+        if runs and key[1] - runs[-1][-1][1] < SEEK_GAP:
             runs[-1].append(key)
         else:
             runs.append([key])
-    return runs
+    for run in runs:
+        wanted = {offset for _, offset in run}
+        for offset, record in read_from(*run[0]):
+            if offset in wanted:
+                yield record
+            if offset >= run[-1][1]:
+                break
 
 
 def _parquet(source: str) -> pq.ParquetFile:

@@ -209,6 +209,7 @@ class NpzImages(Reader):
 
     def __init__(self, source: str, shape: tuple[int, ...], dtype: str):
         self.source, self.shape, self.dtype = source, shape, dtype
+        self.listed = {source: stamp(source)}
 
     def read(self, keys: list):
         for sample in npz_rows(self.source, keys):
@@ -248,6 +249,7 @@ class Features(Reader):
     def __init__(self, source: str, header: list[str], features: list[str], shape: tuple[int, ...]):
         self.source, self.features, self.shape = source, features, tuple(shape)
         self.columns = [header.index(c) for c in features]
+        self.listed = {source: stamp(source)}
 
     def read(self, keys: list):
         rows = csv_records(self.source, keys) if self.source.endswith(".csv") else parquet_records(self.source, keys)

@@ -94,6 +94,7 @@ class SeriesLines(Reader):
 
     def __init__(self, files: list[SeriesFile], shape: tuple[int, int], fields: dict):
         self.files, self.shape, self.fields = files, shape, fields
+        self.listed = {file.path: stamp(file.path) for file in files}
 
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
         for n, group in itertools.groupby(keys, key=lambda key: key[0]):

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from augtrain.datasets.files import open_source
-from augtrain.datasets.sources import runs
+from augtrain.datasets.sources import at_offsets
 
 BOOLEAN_TAGS = {"timestamps", "missing", "univariate", "equallength", "classlabel"}
 TAGS = BOOLEAN_TAGS | {"problemname", "dimensions", "serieslength", "targetlabel", "data"}
@@ -85,13 +85,11 @@ class SeriesFile:
     def rows_at(self, keys: list[tuple[int, int]]) -> Iterator[tuple[np.ndarray, str] | BadLine]:
         """What the lines at `keys` (line, byte offset), ascending, hold: each run of nearby keys read
         forward from its first, the file sought between runs."""
-        for run in runs(keys, lambda key: key[1]):
-            wanted = {offset for _, offset in run}
-            for _, offset, row in _numbered_lines(self.path, *run[0]):
-                if offset in wanted:
-                    yield self._parsed(row)
-                if offset >= run[-1][1]:
-                    break
+        def read_from(line: int, offset: int):
+            return ((at, row) for _, at, row in _numbered_lines(self.path, line, offset))
+
+        lines = at_offsets(keys, read_from)
+        return (self._parsed(row) for row in lines)
 
     def _parsed(self, row: str | UnicodeDecodeError) -> tuple[np.ndarray, str] | BadLine:
         try:

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from augtrain.config.spec import Data
-from augtrain.datasets.files import Refused, is_folder, open_record
+from augtrain.datasets.files import Refused, is_folder, open_record, stamp
 from augtrain.datasets.layouts import check_columns, folder, labelled_rows
 from augtrain.datasets.sources import (
     Listing,
@@ -85,6 +85,7 @@ class TextRows(TextReader):
     def __init__(self, source: str, column: int, encoding: str, max_bytes: int):
         super().__init__(encoding, max_bytes)
         self.source, self.column = source, column
+        self.listed = {source: stamp(source)}
 
     def read(self, keys: list):
         csv = self.source.endswith(".csv")
