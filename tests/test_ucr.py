@@ -176,6 +176,30 @@ def test_npz_sequences_flat_values_with_lengths_and_padded(tmp_path):
 
 
 @pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_an_npz_of_series_is_listed_without_its_values_and_decoded_by_the_tasks(tmp_path, save):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 40, size=300)
+    series = [rng.normal(size=(n, 2)).astype(np.float32) for n in lengths]
+    series[7][3, 1] = np.nan  # a gap, interpolated
+    save(tmp_path / "f.npz", values=np.concatenate(series), lengths=lengths, y=np.arange(300) % 3)
+    data = Data(source=str(tmp_path / "f.npz"), kind="sequence")
+    _, listing = read_source(data)
+    # the driver holds per series its label and where it lies in the flat values, never the values
+    assert listing.keys[:2] == [("values", 0, lengths[0]), ("values", lengths[0], lengths[1])]
+    assert len(pickle.dumps(listing.reader)) < 2048
+    collected = collect(data, tmp_path / "out")
+    assert collected.manifest["shape"] == [int(lengths.max()), 2]
+    table = pq.read_table([f for split in ("train", "val", "test") for f in split_files(collected.path, split)]).to_pydict()
+    got = dict(zip(table["id"], decode_samples(table["x"], collected.manifest)))
+    assert len(got) == 300
+    series[7][3, 1] = (series[7][2, 1] + series[7][4, 1]) / 2
+    for i, one in enumerate(series):
+        np.testing.assert_allclose(got[f"f.npz[{i}]"][: len(one)], one, rtol=1e-6)
+        assert np.isnan(got[f"f.npz[{i}]"][len(one) :]).all()
+
+
+@pytest.mark.usefixtures("ray_session")
 def test_a_bad_ts_line_is_quarantined_and_a_bad_header_fails_collect_keeping_the_dataset(tmp_path):
     toy_archive(tmp_path / "archive")
     out = tmp_path / "data"

@@ -351,8 +351,15 @@ def _npz(source: str):
         raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
 
 
+def npz_members(source: str) -> set[str]:
+    """The names of the arrays an .npz holds."""
+    with _npz(source) as archive:
+        return {name.removesuffix(".npy") for name in archive.namelist()}
+
+
 def npz_labels(source: str, name: str, samples: str) -> list | None:
-    """The labels array `name` of an .npz, of the samples array `samples`: None if the archive has neither."""
+    """The labels array `name` of an .npz (or another array of one value per sample), of the samples array
+    `samples`: None if the archive has neither."""
     with _npz(source) as archive:
         missing = [n for n in (samples, name) if f"{n}.npy" not in archive.namelist()]
         if len(missing) == 2 and samples != "x":
@@ -362,12 +369,12 @@ def npz_labels(source: str, name: str, samples: str) -> list | None:
         _npz_member(archive, source, name)[0].close()  # refuses an object array by its header
         labels = np.lib.format.read_array(archive.open(f"{name}.npy"), allow_pickle=False)
     if labels.ndim != 1:
-        raise SourceError(f"{source}: {name} has shape {labels.shape}; expected one label per sample")
+        raise SourceError(f"{source}: {name} has shape {labels.shape}; expected one value per sample")
     return labels.tolist()
 
 
-def npz_header(source: str, name: str, count: int) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) of the samples array `name`, which must hold `count` numeric samples."""
+def npz_header(source: str, name: str, count: int | None) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the samples array `name`, which must hold `count` (if given) numeric samples."""
     with _npz(source) as archive:
         if f"{name}.npy" not in archive.namelist():
             raise SourceError(f"{source}: missing array(s) {[name]}")
@@ -377,17 +384,17 @@ def npz_header(source: str, name: str, count: int) -> tuple[tuple[int, ...], np.
         raise SourceError(f"{source}: {name} has dtype {dtype} and shape {shape}; expected numbers per sample")
     if int(np.prod(shape[1:], dtype=np.float64)) * dtype.itemsize > MAX_SAMPLE_BYTES:
         raise SourceError(f"{source}: {name} holds samples of shape {shape[1:]}, over {MAX_SAMPLE_BYTES >> 20} MiB each")
-    if shape[0] != count:
+    if count is not None and shape[0] != count:
         raise SourceError(f"{source}: {name} has {shape[0]} samples but its labels {count}")
     return tuple(shape), dtype
 
 
-def npz_rows(source: str, keys: list[tuple[str, int]]):
-    """The samples at `keys` (array name, row), ascending within each array, read by seeking in the
-    member (a compressed one is decompressed up to the rows, never held whole)."""
+def npz_rows(source: str, keys: list[tuple[str, int, int]]):
+    """The rows at `keys` (array name, first row, rows), ascending within each array, each key's as one
+    array, read by seeking in the member (a compressed one is decompressed up to the rows, never held whole)."""
     with _npz(source) as archive:
         name, member = None, None
-        for array, row in keys:
+        for array, row, rows in keys:
             if array != name:
                 if member is not None:
                     member.close()
@@ -395,9 +402,9 @@ def npz_rows(source: str, keys: list[tuple[str, int]]):
                 member, shape, dtype = _npz_member(archive, source, name)
                 start, size = member.tell(), int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
             member.seek(start + row * size)
-            data = member.read(size)
-            if len(data) < size:
-                raise SourceError(f"{source}: {name} ends before row {row} (a truncated file)")
-            yield np.frombuffer(data, dtype=dtype).reshape(shape[1:])
+            data = member.read(size * rows)
+            if len(data) < size * rows:
+                raise SourceError(f"{source}: {name} ends before row {row + rows} (a truncated file)")
+            yield np.frombuffer(data, dtype=dtype).reshape(rows, *shape[1:])
         if member is not None:
             member.close()

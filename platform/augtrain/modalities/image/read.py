@@ -230,7 +230,7 @@ def npz_images(source: str) -> Listing:
         shape, dtype = npz_header(source, x, len(labels))
         shapes.add(shape[1:])
         for i, label in enumerate(labels):
-            out.add(f"{name}[{i}]" if x == "x" else f"{name}:test[{i}]", label, (x, i), given)
+            out.add(f"{name}[{i}]" if x == "x" else f"{name}:test[{i}]", label, (x, i, 1), given)
         out.fingerprint += f"{x}{shape}{dtype}"
     shape = next(iter(shapes))
     if len(shapes) > 1 or len(shape) not in (2, 3):

@@ -18,11 +18,12 @@ from augtrain.config.spec import Data
 from augtrain.datasets.files import display, stamp
 from augtrain.datasets.sources import (
     Listing,
-    Loaded,
     Reader,
     SourceError,
-    held,
-    npz_arrays,
+    npz_header,
+    npz_labels,
+    npz_members,
+    npz_rows,
 )
 from augtrain.modalities.sequence.ucr import (
     ArchiveError,
@@ -33,8 +34,9 @@ from augtrain.modalities.sequence.ucr import (
 
 
 def listing(data: Data) -> Listing:
-    """`data.source` listed: `ucr:NAME` or a .ts/.tsv file as a stream of lines (SeriesLines), an .npz loaded
-    whole. Labels are needed in every source, prediction inputs too (a .ts file names its classes)."""
+    """`data.source` listed: `ucr:NAME` or a .ts/.tsv file as a stream of lines (SeriesLines), an .npz a
+    series at a time (NpzSeries). Labels are needed in every source, prediction inputs too (a .ts file names
+    its classes)."""
     if data.source.startswith("ucr:"):
         try:
             files = find_dataset(data.source.removeprefix("ucr:"), data.archive)
@@ -42,15 +44,13 @@ def listing(data: Data) -> Listing:
             raise SourceError(str(exc)) from None
         return series_files(list(map(str, files)), test=str(files[1]))
     if Path(data.source).suffix == ".npz":
-        loaded = npz_sequences(data.source)
-        return held(loaded, fields(loaded.samples) if loaded.samples else {})
+        return npz_series(data.source)
     return series_files([data.source])
 
 
-def fields(samples: list[np.ndarray]) -> dict:
+def fields(channels: int, lengths: list[int]) -> dict:
     """The manifest fields of series: their channels and range of lengths."""
-    lengths = [int((~np.isnan(s[:, 0])).sum()) for s in samples]
-    return {"channels": samples[0].shape[1], "lengths": {"min": min(lengths), "max": max(lengths)}}
+    return {"channels": channels, "lengths": {"min": min(lengths), "max": max(lengths)} if lengths else {}}
 
 
 def series_files(files: list[str], test: str | None = None) -> Listing:
@@ -81,9 +81,7 @@ def series_files(files: list[str], test: str | None = None) -> Listing:
             lengths.append(length)
     if not out.ids and not out.rejects:
         raise SourceError(f"{files[0]}: no series found")
-    longest = max(lengths, default=0)
-    lengths = {"min": min(lengths), "max": longest} if lengths else {}
-    out.reader = SeriesLines(opened, (longest, channels), {"channels": channels, "lengths": lengths})
+    out.reader = SeriesLines(opened, (max(lengths, default=0), channels), fields(channels, lengths))
     out.fingerprint = hashlib.sha256(json.dumps([[f, stamp(f)] for f in files] + [test]).encode()).hexdigest()
     return out
 
@@ -99,40 +97,68 @@ class SeriesLines(Reader):
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
         for n, group in itertools.groupby(keys, key=lambda key: key[0]):
             for parsed in self.files[n].rows_at([(line, offset) for _, line, offset in group]):
-                if isinstance(parsed, BadLine):  # the file changed since it was listed
-                    yield None, str(parsed)
-                    continue
-                padded = np.full(self.shape, np.nan, dtype=np.float32)
-                padded[: len(parsed[0])] = interpolate(parsed[0])
-                yield padded, ""
+                yield (None, str(parsed)) if isinstance(parsed, BadLine) else padded(parsed[0], self.shape)
 
 
-def npz_sequences(path: str) -> Loaded:
-    """`x` as (N, T) or (N, T, C), NaN-padded at the end; or variable-length series stored flat, `values`
-    as (sum of T_i,) or (sum of T_i, C) with their `lengths` (N,)."""
-    arrays = npz_arrays(path, [["values", "lengths", "y"], ["x", "y"]])
-    if "values" in arrays:
-        series = split_flat(path, arrays["values"], arrays["lengths"])
-    elif arrays["x"].ndim in (2, 3):
-        series = list(arrays["x"])
+def npz_series(source: str) -> Listing:
+    """An .npz's series listed one at a time (each checked and measured here, its values dropped) and read
+    again by the tasks (NpzSeries): `x` as (N, T) or (N, T, C), NaN-padded at the end; or series of
+    different lengths stored flat, `values` as (sum of T_i,) or (sum of T_i, C) with their `lengths` (N,)."""
+    members = npz_members(source)
+    flat = {"values", "lengths"} <= members
+    missing = sorted({"values", "lengths", "y"} - members if flat else {"x", "y"} - members)
+    if missing:
+        raise SourceError(f"{source}: missing array(s) {missing} (expected x+y, or values+lengths+y)")
+    labels = npz_labels(source, "y", "values" if flat else "x")
+    if flat:
+        lengths = npz_labels(source, "lengths", "values")
+        shape, _ = npz_header(source, "values", None)
+        if len(shape) not in (1, 2) or len(lengths) != len(labels) or not all(
+            type(n) is int and n >= 0 for n in lengths
+        ):
+            raise SourceError(f"{source}: expected values (sum of T_i[, C]) and lengths (N,) of whole numbers >= 0")
+        if sum(lengths) != shape[0]:
+            raise SourceError(f"{source}: lengths add up to {sum(lengths)} but values has {shape[0]} steps")
+        keys = [("values", int(start), n) for start, n in zip(np.cumsum([0, *lengths[:-1]]), lengths)]
     else:
-        raise SourceError(f"{path}: x has shape {arrays['x'].shape}; expected (N, T) or (N, T, C)")
-    values = []
-    for one in series:
-        one = one.astype(np.float32)
-        one = one[:, None] if one.ndim == 1 else one
-        steps = np.flatnonzero(~np.isnan(one).all(1))
-        values.append(one[: steps[-1] + 1] if len(steps) else one[:0])
-    ids = [f"{display(Path(path).name)}[{i}]" for i in range(len(values))]
-    return sequences(ids, values, list(arrays["y"]), [False] * len(values))
+        shape, _ = npz_header(source, "x", len(labels))
+        if len(shape) not in (2, 3):
+            raise SourceError(f"{source}: x has shape {shape}; expected (N, T) or (N, T, C)")
+        keys = [("x", i, 1) for i in range(len(labels))]
+    channels = shape[-1] if len(shape) == (2 if flat else 3) else 1
+    name, out, measured = display(Path(source).name), Listing(None), []
+    for i, (key, label, rows) in enumerate(zip(keys, labels, npz_rows(source, keys))):
+        series = npz_one(rows, flat)
+        if reason := problem(series, channels):
+            out.rejects.append((f"{name}[{i}]", reason))
+        else:
+            out.add(f"{name}[{i}]", label, key)
+            measured.append(len(series))
+    out.reader = NpzSeries(source, flat, (max(measured, default=0), channels), fields(channels, measured))
+    out.fingerprint = hashlib.sha256(f"{shape}{stamp(source)}".encode()).hexdigest()
+    return out
 
 
-def split_flat(path: Path, values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-    if values.ndim not in (1, 2) or lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 0).any():
-        raise SourceError(f"{path}: expected values (sum of T_i[, C]) and lengths (N,) of whole numbers >= 0")
-    if int(lengths.sum()) != len(values):
-        raise SourceError(f"{path}: lengths add up to {int(lengths.sum())} but values has {len(values)} steps")
-    return np.split(values, np.cumsum(lengths)[:-1])
+def npz_one(rows: np.ndarray, flat: bool) -> np.ndarray:
+    """One series of an .npz as (T, C) float32, its trailing steps of NaN dropped: a row of x, or a run of
+    the flat values."""
+    series = (rows if flat else rows[0]).astype(np.float32)
+    series = series[:, None] if series.ndim == 1 else series
+    steps = np.flatnonzero(~np.isnan(series).all(1))
+    return series[: steps[-1] + 1] if len(steps) else series[:0]
+
+
+class NpzSeries(Reader):
+    """Series read from an .npz by the tasks (keys: (array, first row, rows)): gaps interpolated, NaN-padded
+    to the longest."""
+
+    def __init__(self, source: str, flat: bool, shape: tuple[int, int], fields: dict):
+        self.source, self.flat, self.shape, self.fields = source, flat, shape, fields
+        self.listed = {source: stamp(source)}
+
+    def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
+        for rows in npz_rows(self.source, keys):
+            yield padded(npz_one(rows, self.flat), self.shape)
 
 
 def problem(series: np.ndarray, channels: int) -> str:
@@ -146,24 +172,13 @@ def problem(series: np.ndarray, channels: int) -> str:
     return ""
 
 
-def sequences(ids: list[str], values: list[np.ndarray], labels: list, test: list[bool]) -> Loaded:
-    """Fill missing values by linear interpolation, then pad every series with NaN to the longest."""
-    if not values:
-        raise SourceError("no series found")
-    out = Loaded()
-    good = []
-    channels = max(v.shape[1] for v in values)
-    for id_, series, label, in_test in zip(ids, values, labels, test):
-        if reason := problem(series, channels):
-            out.rejects.append((id_, reason))
-        else:
-            good.append((id_, interpolate(series), label, in_test))
-    longest = max((len(g[1]) for g in good), default=0)
-    for id_, series, label, in_test in good:
-        padded = np.full((longest, channels), np.nan, dtype=np.float32)
-        padded[: len(series)] = series
-        out.add(id_, padded, label, in_test)
-    return out
+def padded(series: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """A (T, C) series with its gaps interpolated and NaN-padded to `shape`, or (None, why it is quarantined)."""
+    if reason := problem(series, shape[1]):
+        return None, reason
+    out = np.full(shape, np.nan, dtype=np.float32)
+    out[: len(series)] = interpolate(series)
+    return out, ""
 
 
 def read_sent(value, channels: int) -> tuple[np.ndarray | None, str]:
@@ -184,8 +199,7 @@ def read_sent(value, channels: int) -> tuple[np.ndarray | None, str]:
         series = np.array([np.nan if x is None else x for x in flat], dtype=np.float32).reshape(len(rows), channels)
     except OverflowError:  # an integer beyond float range
         return None, "infinite value"
-    loaded = sequences(["sent"], [series], [""], [False])
-    return (None, loaded.rejects[0][1]) if loaded.rejects else (loaded.samples[0], "")
+    return padded(series, series.shape)
 
 
 def interpolate(series: np.ndarray) -> np.ndarray:
