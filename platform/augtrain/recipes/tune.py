@@ -171,13 +171,16 @@ def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, 
         best = max(kept, key=ranking(metric, job.tune.mode)) if kept else None
         history = [{key: record[key] for key in REPORTED} for record in records]
         histories[trial] = history
-        stopped = result.error is None and len(history) < job.train.epochs
+        # by the last epoch reported, not the count: a trial cut by a killed sweep resumes from its last
+        # checkpoint and reports only the epochs after it
+        epochs_run = max((int(record["epoch"]) + 1 for record in records), default=0)
+        stopped = result.error is None and epochs_run < job.train.epochs
         rows.append({
             "trial": trial,
             **{path: result.config.get(path) for path in job.tune.space},
             **{key: best[key] if best else None for key in dict.fromkeys([metric, "val_accuracy", "val_loss"])},
             "best_epoch": int(best["epoch"]) if best else None,
-            "epochs_run": len(history),
+            "epochs_run": epochs_run,
             "status": "error" if result.error else "stopped early" if stopped else "finished",
             "checkpoint": best[CHECKPOINT_PATH_KEY] if best else None,
         })
