@@ -237,7 +237,8 @@ def npz_images(source: str) -> Listing:
         raise SourceError(f"{source}: samples of shape {sorted(shapes)}; expected one (H, W) or (H, W, C)")
     shape = shape if len(shape) == 3 else (*shape, 1)
     out.reader = NpzImages(source, shape, "uint8" if dtype == np.uint8 else "float32")
-    out.fingerprint = hashlib.sha256(f"{out.fingerprint}{stamp(source)}".encode()).hexdigest()  # shapes, file
+    # the shapes, and the file's stamp that the tasks check
+    out.fingerprint = hashlib.sha256(f"{out.fingerprint}{out.reader.listed[source]}".encode()).hexdigest()
     return out
 
 
