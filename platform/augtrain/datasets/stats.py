@@ -9,29 +9,31 @@ from pathlib import Path
 
 import numpy as np
 
-from augtrain.datasets.format import decode_samples, split_files
+from augtrain.datasets.format import decode_samples, read_columns, split_files
 from augtrain.datasets.storage import join, read_text, write_text
 from augtrain.modalities import Modality, for_manifest
 
 
-def _partial_sums(batch: dict, manifest: dict, reader: Modality) -> dict:
-    samples = reader.stat_values(decode_samples(batch["x"], manifest)).astype(np.float64)
-    values = samples.reshape(-1, samples.shape[-1])  # NaN is sequence padding
-    return {"n": [(~np.isnan(values)).sum(0)], "sum": [np.nansum(values, 0)], "sumsq": [np.nansum(values**2, 0)]}
+def _partial_sums(files: list[str], manifest: dict, reader: Modality) -> list[list[list[float]]]:
+    """[count, sum, sum of squares] per channel of the `stat_values` of the samples in `files`."""
+    samples = reader.stat_values(decode_samples(read_columns(files, ["x"]).column("x").to_pylist(), manifest))
+    values = samples.astype(np.float64).reshape(-1, samples.shape[-1])  # NaN is sequence padding
+    return [[(~np.isnan(values)).sum(0).tolist(), np.nansum(values, 0).tolist(), np.nansum(values**2, 0).tolist()]]
 
 
 def channel_moments(dataset_dir: str | Path, manifest: dict, reader: Modality) -> dict:
-    """Mean and std per channel of the train split's `stat_values`, summed in Ray Data tasks."""
-    import ray  # here: the modalities import this module for `normalize` in every process
+    """Mean and std per channel of the train split's `stat_values`, summed in a Ray Data task per shard.
 
-    parts = (
-        ray.data.read_parquet(split_files(dataset_dir, "train"), columns=["x"])
-        .map_batches(_partial_sums, fn_kwargs={"manifest": manifest, "reader": reader}, batch_format="numpy")
-        .take_all()
-    )
-    n = sum(p["n"] for p in parts)
-    mean = sum(p["sum"] for p in parts) / n
-    var = sum(p["sumsq"] for p in parts) / n - mean**2
+    Each task reads its shard and returns its sums alone: a read operator ahead of the sums would put every
+    shard's samples in the object store, as fast as the reads go (the whole train split at once, measured).
+    """
+    # here: tasks run on Ray, and the modalities import this module in every process
+    from augtrain.datasets.tasks import map_chunks
+
+    n, total, squares = np.sum(map_chunks(_partial_sums, split_files(dataset_dir, "train"), 1, manifest=manifest,
+                                          reader=reader), axis=0)
+    mean = total / n
+    var = squares / n - mean**2
     std = np.sqrt(np.maximum(var, 0.0))
     return {"mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist()}
 
