@@ -8,7 +8,8 @@ augtrain collect runs as a fresh process with its own embedded Ray, its object s
 by RAY_OVERRIDE_RESOURCES (Ray's ResourceAndLabelSpec lets it override even ray.init's
 object_store_memory); the cap in force is read back from the raylet's command line. The baseline is
 the single-process loop collect was before Ray Data (run here with --baseline): read every header,
-then decode, resize and write Parquet shards of at most 16 MiB. The two alternate, 3 repetitions per
+then decode, resize and write Parquet shards of at most 16 MiB (with collect's writer settings: only the
+labels dictionary-encoded). The two alternate, 3 repetitions per
 scale, each into a fresh output folder, while this script samples the proportional set size (PSS) of
 the process and all its descendants every 0.25 s.
 - memory: collect's median peak PSS at 16x / at 1x (goal <= 1.25: it streams past the object store)
@@ -101,7 +102,7 @@ def baseline(images: Path, out: Path) -> None:
             "x": pa.array([decode(file) for file in chunk], pa.binary()),
             "y": pa.array([index[file.parent.name] for file in chunk], pa.int64()),
         })
-        pq.write_table(table, out / f"part-{shard:05d}.parquet")
+        pq.write_table(table, out / f"part-{shard:05d}.parquet", use_dictionary=["y"])  # collect's writer settings
     print(f"baseline: {len(files)} images ({len(set(headers))} mode/size pairs) into {shard + 1} shards in {out}")
 
 

