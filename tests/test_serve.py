@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from test_ucr import read_series
 from typer.testing import CliRunner
 
 TOKEN = "a-test-token-of-32-characters-xx"
+SERIES_BATCH_WAIT_S = 3  # how long the series endpoint's batches may wait to fill
 
 
 def free_port() -> int:
@@ -36,13 +38,14 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served(ray_session, finished_run, finished_sequence_run):
     """One Serve start for the module: the image run at / (token required), the series run at /series (loopback,
-    no token), both on the session's Ray."""
+    no token, batches that may wait SERIES_BATCH_WAIT_S to fill), both on the session's Ray."""
     from ray import serve
 
     port = free_port()
     lines = []
     images = start_endpoint(finished_run, port=port, token=TOKEN, max_batch_size=16, batch_wait_ms=20, echo=lines.append)
-    series = start_endpoint(finished_sequence_run, port=port, name="series", route_prefix="/series", echo=lines.append)
+    series = start_endpoint(finished_sequence_run, port=port, name="series", route_prefix="/series",
+                            batch_wait_ms=1000 * SERIES_BATCH_WAIT_S, echo=lines.append)
     assert images == f"http://127.0.0.1:{port}" and series == f"http://127.0.0.1:{port}/series"
     assert lines[0] == "plan: 1 replica(s) x 1 CPU (1 torch thread(s) each)"
     yield images, series
@@ -195,6 +198,17 @@ def test_served_series_equal_predict(served, finished_sequence_run, tmp_path):
     gap[10] = None
     status, reply = post_json(url, [gap], token=None)
     assert status == 200 and reply["predictions"][0]["class"] in classes
+
+
+def test_a_lone_request_is_scored_at_once_not_held_for_the_batch_wait(served):
+    _, url = served
+    series = np.sin(np.linspace(0, 6, 150)).tolist()
+    assert post_json(url, [series], token=None)[0] == 200  # the replica warm
+    started = time.monotonic()
+    for _ in range(3):  # one at a time: each finds the replica idle
+        status, reply = post_json(url, [series], token=None)
+        assert status == 200, reply
+    assert time.monotonic() - started < SERIES_BATCH_WAIT_S  # held for the wait, each would take it whole
 
 
 def test_bad_requests_get_a_4xx_naming_the_problem(served, finished_run):

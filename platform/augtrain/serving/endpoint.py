@@ -36,6 +36,12 @@ INGRESS_ONGOING = 256  # requests an ingress replica holds at once: it only read
 # a Scorer replica gone: what the ingress answers the requests it held, and what it says to retry after
 UNAVAILABLE = (RayActorError, BackPressureError, DeploymentUnavailableError)
 RETRY_AFTER_S = 2 * HEALTH_CHECK_S
+# Ray Serve's faster request path, as its RAY_SERVE_THROUGHPUT_OPTIMIZED sets it less the direct ingress (which
+# would open an HTTP port per replica): the ingress calls the Scorer over gRPC, and each replica runs its router
+# and its methods on its own event loop (no thread hop). Measured: p50 at concurrency 1 and 32 req/s, both ~1.4x.
+FAST_PATH = {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+             "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
+REPLICA = {"runtime_env": {"env_vars": FAST_PATH}}  # merged into the job's runtime env, env var by env var
 
 api = FastAPI(title="augtrain model", docs_url=None, redoc_url=None, openapi_url=None,
               description="A trained augtrain run: POST /predict, GET /model, GET /healthz; GET / is a page to try it.")
@@ -70,7 +76,7 @@ async def answered(response) -> dict | JSONResponse:
 
 
 # after every helper it calls: serve.ingress copies the class (and what its methods see) when it decorates it
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=INGRESS_ONGOING)
+@serve.deployment(ray_actor_options={"num_cpus": 0, **REPLICA}, max_ongoing_requests=INGRESS_ONGOING)
 @serve.ingress(api)
 class Endpoint:
     """One ingress replica: the Scorer's handle and the token that guards it (given, or read from the
@@ -156,7 +162,7 @@ def application(bundle: str, public_key: str | None, modality, plan, max_batch_s
     wait on the Scorers)."""
     scorer = Scorer.options(
         num_replicas=plan.replicas,
-        ray_actor_options={"num_cpus": plan.cpus_per_replica},
+        ray_actor_options={"num_cpus": plan.cpus_per_replica, **REPLICA},
         max_ongoing_requests=max(2 * max_batch_size, 16),  # room for a full batch and the next one's requests
     ).bind(bundle, public_key, modality, max_batch_size, batch_wait_s, plan.threads_per_replica, digest)
     return Endpoint.options(num_replicas=plan.replicas).bind(scorer, token, cluster_token, token_env)
@@ -195,6 +201,7 @@ def start_endpoint(run: str | Path, host: str = "127.0.0.1", port: int = 8000, r
     check_batching(max_batch_size, batch_wait_ms)
     checked_token(token)
     bundle = load_bundle(run, public_key)  # a bad bundle is one error line here, before Ray starts
+    os.environ.update(FAST_PATH)  # an embedded Ray's Serve proxy (a cluster's is started by its own settings)
     start_ray(address)
     cluster_token = not is_loopback(host) and token is None
     if cluster_token and not cluster_token_auth():

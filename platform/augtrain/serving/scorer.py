@@ -81,7 +81,7 @@ class Scorer:
                               f"{self.bundle.digest[:12]}, expected {digest[:12]})")
         self.data = prediction_data(self.bundle, "request")
         self.scored.set_max_batch_size(max_batch_size)
-        self.scored.set_batch_wait_timeout_s(batch_wait_s)
+        self.batch_wait_s, self.waiting = batch_wait_s, 0
 
     def describe(self) -> dict:
         """The classes, the input the model takes, its test metrics, the bundle's hash, the request limits."""
@@ -103,7 +103,14 @@ class Scorer:
             samples = await asyncio.to_thread(self._decoded, inputs)
         except RequestError as exc:
             return {"status": exc.status, "error": str(exc)}
-        scored = await asyncio.gather(*(self.scored(sample) for sample in samples))
+        # a batch gathers requests only while others wait or are being scored: one that finds the replica idle
+        # is scored at once (`@serve.batch` would hold it for the whole wait)
+        self.scored.set_batch_wait_timeout_s(self.batch_wait_s if self.waiting else 0)
+        self.waiting += len(samples)
+        try:
+            scored = await asyncio.gather(*(self.scored(sample) for sample in samples))
+        finally:
+            self.waiting -= len(samples)
         return {"predictions": [{"input": name, **answer} for (name, _), answer in zip(inputs, scored)]}
 
     def _decoded(self, inputs: list[tuple[str, object]]) -> list[np.ndarray]:
