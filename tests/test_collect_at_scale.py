@@ -16,6 +16,7 @@ from augtrain.datasets import collect as collecting
 from augtrain.datasets import sources
 from augtrain.datasets.collect import ROWS_PER_PART, SHUFFLE_PARTS, collect
 from augtrain.datasets.files import walk, walk_uri
+from augtrain.datasets.format import split_files
 from augtrain.modalities import read_source
 from PIL import Image
 from test_collect import write_digit_folder
@@ -44,6 +45,30 @@ def test_an_image_folder_laid_out_by_split_keeps_its_splits(tmp_path, digits):
     counts = {split: sum(c.values()) for split, c in collected.manifest["counts"].items()}
     assert counts == {"train": 45, "val": 15, "test": 18}
     assert {i.split("/")[0] for i in split_ids(collected.path, "val")} == {"train"}
+
+
+def test_a_compressed_npz_is_inflated_once_for_the_tasks_and_collects_as_a_stored_one(tmp_path, digits):
+    x, y = digits.images.astype(np.uint8), digits.target
+    np.savez(tmp_path / "stored.npz", x=x, y=y)
+    np.savez_compressed(tmp_path / "packed.npz", x=x, y=y, x_test=x[:50], y_test=y[:50])
+    _, stored = read_source(Data(source=str(tmp_path / "stored.npz")))
+    stored.reader.staged(str(tmp_path / "scratch"))
+    assert stored.reader.inflated == {} and not (tmp_path / "scratch").exists()  # a stored member is read in place
+    _, packed = read_source(Data(source=str(tmp_path / "packed.npz")))
+    packed.reader.staged(str(tmp_path / "scratch"))
+    assert sorted(packed.reader.inflated) == ["x", "x_test"]
+    np.testing.assert_array_equal(np.load(packed.reader.inflated["x_test"]), x[:50])
+    (seven, reason), (three, _) = packed.reader.read([("x", 7, 1), ("x_test", 3, 1)])
+    assert reason == "" and np.array_equal(seven, x[7][..., None]) and np.array_equal(three, x[3][..., None])
+
+    got = {}
+    for name in ("stored", "packed"):
+        collected = collect(Data(source=str(tmp_path / f"{name}.npz")), tmp_path / name)
+        assert not any(p.is_dir() for p in Path(collected.path).iterdir())  # the scratch copy gone with the staging
+        table = pq.read_table(split_files(collected.path, "train")).to_pydict()
+        got[name] = dict(zip((i.split("[")[1] for i in table["id"]), table["x"]))  # x's row -> its bytes
+    common = got["stored"].keys() & got["packed"].keys()
+    assert len(common) > 500 and all(got["stored"][i] == got["packed"][i] for i in common)
 
 
 def test_a_table_split_column_and_an_npz_test_split_are_kept(tmp_path, digits):

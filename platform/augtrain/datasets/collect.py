@@ -51,6 +51,7 @@ BYTES_PER_SHARD = 16 * 2**20
 ROWS_PER_PART = 1024
 TASKS_PER_CPU = 4
 PARTS_PER_TASK = 8  # at most: a task ends within seconds, so the last ones leave a CPU idle only that long
+SCRATCH = "scratch"  # a reader's copies for the tasks (`Reader.staged`), inside the staging folder while they run
 SHUFFLE_PARTS = 16  # records of a table or .npz are shuffled within this many parts (see _parts)
 
 
@@ -107,7 +108,11 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
     fresh = _staging(out)
     try:
         check_shared(fresh)
+        scratch = join(fresh, SCRATCH)
+        listing.reader.staged(scratch)
         results = _decode_and_write(listing, splits, classes, fresh, data.seed)
+        if SCRATCH in subfolders(fresh):
+            remove(scratch)
         digest = _content_hash(listing.reader, classes, listing.rejects, results)
         if previous and previous["hash"] == digest:
             remove(fresh)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import shutil
 import zipfile
 import zlib
 from collections import Counter
@@ -25,6 +26,7 @@ from augtrain.datasets.files import display, open_source, stamp
 from augtrain.errors import BadInput, clip
 
 MAX_SAMPLE_BYTES = 256 << 20  # one sample's decoded bytes: a header may claim any shape
+COPY_CHUNK = 1 << 20  # bytes a compressed .npz member is inflated by (`inflate_npz`)
 SEEK_GAP = 1 << 20  # a task reads a table's rows this many bytes apart by seeking, nearer ones by reading on
 PICKLED = (
     "holds pickled Python objects (an object array), and augtrain never unpickles a data file: store "
@@ -68,6 +70,10 @@ class Reader:
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
         """(sample, "") or (None, the reason it is quarantined) for each key, in order."""
         raise NotImplementedError
+
+    def staged(self, folder: str) -> None:
+        """Prepare, once in the driver before the tasks, copies of what they read in `folder` (a scratch
+        folder of collect's, removed after them): nothing for most readers."""
 
     def check_unchanged(self) -> None:
         """SourceError if a file read by row or offset changed after it was listed: its keys would now
@@ -322,9 +328,10 @@ def npz_arrays(path: Path | str, layouts: list[list[str]]) -> dict[str, np.ndarr
     return arrays
 
 
-def _npz_member(archive: zipfile.ZipFile, source: str, name: str):
-    """An .npz member opened at its data, with its (shape, dtype); never a pickled object array."""
-    member = archive.open(f"{name}.npy")
+def _npz_member(archive: zipfile.ZipFile, source: str, name: str, inflated: dict[str, str] | None = None):
+    """An .npz member opened at its data (or its copy in `inflated`, name -> .npy file), with its
+    (shape, dtype); never a pickled object array."""
+    member = open_source(inflated[name]) if inflated and name in inflated else archive.open(f"{name}.npy")
     version = np.lib.format.read_magic(member)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, fortran, dtype = read(member)
@@ -389,9 +396,10 @@ def npz_header(source: str, name: str, count: int | None) -> tuple[tuple[int, ..
     return tuple(shape), dtype
 
 
-def npz_rows(source: str, keys: list[tuple[str, int, int]]):
+def npz_rows(source: str, keys: list[tuple[str, int, int]], inflated: dict[str, str] | None = None):
     """The rows at `keys` (array name, first row, rows), ascending within each array, each key's as one
-    array, read by seeking in the member (a compressed one is decompressed up to the rows, never held whole)."""
+    array, read by seeking in the member (a compressed one is decompressed up to the rows, never held whole)
+    or in its inflated copy (`inflated`: name -> .npy file, see `inflate_npz`)."""
     with _npz(source) as archive:
         name, member = None, None
         for array, row, rows in keys:
@@ -399,7 +407,7 @@ def npz_rows(source: str, keys: list[tuple[str, int, int]]):
                 if member is not None:
                     member.close()
                 name = array
-                member, shape, dtype = _npz_member(archive, source, name)
+                member, shape, dtype = _npz_member(archive, source, name, inflated)
                 start, size = member.tell(), int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
             member.seek(start + row * size)
             data = member.read(size * rows)
@@ -408,3 +416,37 @@ def npz_rows(source: str, keys: list[tuple[str, int, int]]):
             yield np.frombuffer(data, dtype=dtype).reshape(rows, *shape[1:])
         if member is not None:
             member.close()
+
+
+def inflate_npz(source: str, names: list[str], folder: str) -> dict[str, str]:
+    """Each compressed member of `names` written once, inflated and streamed, to folder/<name>.npy: name -> file.
+    Rows are read from a compressed member by decompressing it from its start, so every task that reads
+    rows spread over it (collect's parts take a share of every class) would otherwise inflate it nearly whole."""
+    from augtrain.datasets.storage import join, make_folder, open_output
+
+    copies = {}
+    with _npz(source) as archive:
+        for name in names:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                continue
+            make_folder(folder)
+            copies[name] = join(folder, f"{name}.npy")
+            with archive.open(info) as member, open_output(copies[name]) as copy:
+                shutil.copyfileobj(member, copy, COPY_CHUNK)
+    return copies
+
+
+class NpzRows(Reader):
+    """A reader of rows of the arrays `arrays` of the .npz `source` (keys: (array, first row, rows)); in
+    collect, its compressed arrays are inflated once (`staged`) and the tasks read the copies."""
+
+    source: str
+    arrays: tuple[str, ...]
+    inflated: dict[str, str] = {}
+
+    def staged(self, folder: str) -> None:
+        self.inflated = inflate_npz(self.source, list(self.arrays), folder)
+
+    def rows(self, keys: list) -> Iterator[np.ndarray]:
+        return npz_rows(self.source, keys, self.inflated)

@@ -25,13 +25,13 @@ from augtrain.datasets.layouts import check_columns, file_table, folder, labelle
 from augtrain.datasets.sources import (
     Listing,
     Loaded,
+    NpzRows,
     Reader,
     SourceError,
     csv_records,
     held,
     npz_header,
     npz_labels,
-    npz_rows,
     number,
     parquet_records,
     table_header,
@@ -204,15 +204,15 @@ def _opened(key: str | Path | io.IOBase, max_pixels: int):
         yield reason, image
 
 
-class NpzImages(Reader):
-    """Rows of an .npz's x (or x_test) -> (H, W, C) images: uint8 kept, other numbers as float32."""
+class NpzImages(NpzRows):
+    """Rows of an .npz's x (and x_test) -> (H, W, C) images: uint8 kept, other numbers as float32."""
 
-    def __init__(self, source: str, shape: tuple[int, ...], dtype: str):
-        self.source, self.shape, self.dtype = source, shape, dtype
+    def __init__(self, source: str, arrays: tuple[str, ...], shape: tuple[int, ...], dtype: str):
+        self.source, self.arrays, self.shape, self.dtype = source, arrays, shape, dtype
         self.listed = {source: stamp(source)}
 
     def read(self, keys: list):
-        for sample in npz_rows(self.source, keys):
+        for sample in self.rows(keys):
             sample = sample.reshape(self.shape).astype(self.dtype, copy=False)
             ok = self.dtype == "uint8" or np.isfinite(sample).all()
             yield (sample, "") if ok else (None, "non-finite values (NaN or inf)")
@@ -222,11 +222,12 @@ def npz_images(source: str) -> Listing:
     """x (N, H, W[, C]) and y (N,), and x_test/y_test for a test split of the source's own."""
     name = display(Path(source).name)
     out = Listing(Reader())
-    shapes = set()
+    shapes, arrays = set(), []
     for x, y, given in (("x", "y", ""), ("x_test", "y_test", "test")):
         labels = npz_labels(source, y, x)
         if labels is None:
             continue
+        arrays.append(x)
         shape, dtype = npz_header(source, x, len(labels))
         shapes.add(shape[1:])
         for i, label in enumerate(labels):
@@ -236,7 +237,7 @@ def npz_images(source: str) -> Listing:
     if len(shapes) > 1 or len(shape) not in (2, 3):
         raise SourceError(f"{source}: samples of shape {sorted(shapes)}; expected one (H, W) or (H, W, C)")
     shape = shape if len(shape) == 3 else (*shape, 1)
-    out.reader = NpzImages(source, shape, "uint8" if dtype == np.uint8 else "float32")
+    out.reader = NpzImages(source, tuple(arrays), shape, "uint8" if dtype == np.uint8 else "float32")
     # the shapes, and the file's stamp that the tasks check
     out.fingerprint = hashlib.sha256(f"{out.fingerprint}{out.reader.listed[source]}".encode()).hexdigest()
     return out

@@ -18,6 +18,7 @@ from augtrain.config.spec import Data
 from augtrain.datasets.files import display, stamp
 from augtrain.datasets.sources import (
     Listing,
+    NpzRows,
     Reader,
     SourceError,
     npz_header,
@@ -149,16 +150,17 @@ def npz_one(rows: np.ndarray, flat: bool) -> np.ndarray:
     return series[: steps[-1] + 1] if len(steps) else series[:0]
 
 
-class NpzSeries(Reader):
+class NpzSeries(NpzRows):
     """Series read from an .npz by the tasks (keys: (array, first row, rows)): gaps interpolated, NaN-padded
     to the longest."""
 
     def __init__(self, source: str, flat: bool, shape: tuple[int, int], fields: dict):
         self.source, self.flat, self.shape, self.fields = source, flat, shape, fields
+        self.arrays = ("values",) if flat else ("x",)
         self.listed = {source: stamp(source)}
 
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
-        for rows in npz_rows(self.source, keys):
+        for rows in self.rows(keys):
             yield padded(npz_one(rows, self.flat), self.shape)
 
 
