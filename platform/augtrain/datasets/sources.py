@@ -441,9 +441,11 @@ class NpzRows(Reader):
     """A reader of rows of the arrays `arrays` of the .npz `source` (keys: (array, first row, rows)); in
     collect, its compressed arrays are inflated once (`staged`) and the tasks read the copies."""
 
-    source: str
-    arrays: tuple[str, ...]
     inflated: dict[str, str] = {}
+
+    def __init__(self, source: str, arrays: tuple[str, ...]):
+        self.source, self.arrays = source, arrays
+        self.listed = {source: stamp(source)}
 
     def staged(self, folder: str) -> None:
         self.inflated = inflate_npz(self.source, list(self.arrays), folder)

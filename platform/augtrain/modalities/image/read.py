@@ -208,8 +208,8 @@ class NpzImages(NpzRows):
     """Rows of an .npz's x (and x_test) -> (H, W, C) images: uint8 kept, other numbers as float32."""
 
     def __init__(self, source: str, arrays: tuple[str, ...], shape: tuple[int, ...], dtype: str):
-        self.source, self.arrays, self.shape, self.dtype = source, arrays, shape, dtype
-        self.listed = {source: stamp(source)}
+        super().__init__(source, arrays)
+        self.shape, self.dtype = shape, dtype
 
     def read(self, keys: list):
         for sample in self.rows(keys):

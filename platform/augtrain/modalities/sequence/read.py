@@ -155,9 +155,8 @@ class NpzSeries(NpzRows):
     to the longest."""
 
     def __init__(self, source: str, flat: bool, shape: tuple[int, int], fields: dict):
-        self.source, self.flat, self.shape, self.fields = source, flat, shape, fields
-        self.arrays = ("values",) if flat else ("x",)
-        self.listed = {source: stamp(source)}
+        super().__init__(source, ("values",) if flat else ("x",))
+        self.flat, self.shape, self.fields = flat, shape, fields
 
     def read(self, keys: list) -> Iterator[tuple[np.ndarray | None, str]]:
         for rows in self.rows(keys):
