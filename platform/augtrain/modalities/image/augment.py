@@ -6,18 +6,21 @@ import inspect
 import sys
 from typing import Any
 
-# albumentations' package imports its PyTorch helpers (ToTensorV2: torch, over a second) and goes without them
-# when that import fails. augtrain uses none of them: blocked while albumentations loads, checking a job's
-# transforms costs no torch. Unblocked after, so `import albumentations.pytorch` still works for anyone.
-_BLOCKED = "torch" not in sys.modules and sys.modules.setdefault("albumentations.pytorch", None) is None
+# albumentations' package imports two optional helpers and goes without them when their import fails: its
+# PyTorch helpers (ToTensorV2: torch, over a second) and its Hugging Face Hub mixin (huggingface_hub and an
+# HTTP client, about 0.2 s). augtrain uses neither: both are blocked while albumentations loads, so checking a
+# job's transforms (and every data task that augments) pays for neither. Those blocked here are unblocked
+# after, so `import albumentations.pytorch` or `huggingface_hub` still works for anyone.
+_BLOCKED = [name for name in ("albumentations.pytorch", "huggingface_hub") if name not in sys.modules]
+sys.modules.update(dict.fromkeys(_BLOCKED))
 import albumentations as A  # noqa: E402
 import numpy as np  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from augtrain.config.spec import problems  # noqa: E402
 
-if _BLOCKED:
-    del sys.modules["albumentations.pytorch"]
+for _name in _BLOCKED:
+    del sys.modules[_name]
 
 
 def is_transform(name: str) -> bool:
