@@ -17,6 +17,7 @@ from augtrain.datasets.normalize import SERIES
 from augtrain.evaluation import metrics as evaluate
 from PIL import Image
 
+pytestmark = pytest.mark.usefixtures("ray_session")  # collect() runs on Ray
 CORE = ["spec", "data", "curves", "test", "files"]
 EVERY = ["spec", "data", "curves", "test", "kfold", "tuning", "attributions", "files"]
 # Debian's chromium, driven by Playwright's client; never a downloaded browser

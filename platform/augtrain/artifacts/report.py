@@ -27,6 +27,7 @@ from augtrain.evaluation.metrics import plot_confusion  # noqa: E402
 from augtrain.modalities import Modality, for_manifest  # noqa: E402
 
 SAMPLES_PER_CLASS = 4
+TITLE_INCHES = 0.3  # above the sample grids, for the class names
 NUMERIC = re.compile(r"-?\d+(\.\d*)?([eE][-+]?\d+)?")
 CLASSES_SHOWN = 10  # sample grids beyond this many classes grow past a readable page
 ARTIFACTS = {
@@ -169,9 +170,13 @@ def plot_samples(drawn: Modality, samples: np.ndarray, labels: np.ndarray, class
     """One column per class, each sample drawn by its modality (with `before` faint behind, to show the change)."""
     columns = list(dict.fromkeys(labels.tolist()))
     width, height = drawn.thumbnail
+    total = height * SAMPLES_PER_CLASS + TITLE_INCHES
+    # a fixed grid with room for the titles on top: the axes are bare, so a layout engine (constrained
+    # layout measured every axis's extent: half of the report's time) has nothing to arrange
     figure, axes = plt.subplots(
-        SAMPLES_PER_CLASS, len(columns), figsize=(width * len(columns), height * SAMPLES_PER_CLASS + 0.25),
-        squeeze=False, layout="constrained",
+        SAMPLES_PER_CLASS, len(columns), figsize=(width * len(columns), total), squeeze=False,
+        gridspec_kw={"left": 0.01, "right": 0.99, "bottom": 0.01, "top": 1 - TITLE_INCHES / total,
+                     "wspace": 0.06, "hspace": 0.06},
     )
     for axis in axes.flat:
         axis.set_axis_off()
