@@ -119,17 +119,18 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def pss(pid: int) -> int:
+    """PSS bytes of one process (shared pages split among the processes that map them); 0 once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
+
+
 def tree_pss(root: int) -> int:
-    """PSS bytes of `root` and every descendant process (shared pages split among the processes that map them)."""
-    total = 0
-    for pid in process_tree(root):
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+    """PSS bytes of `root` and every descendant process."""
+    return sum(pss(pid) for pid in process_tree(root))
 
 
 def measured(command: list[str], output, env: dict | None = None, watch=None) -> tuple[float, int, int, object]:

@@ -171,8 +171,8 @@ def plot_samples(drawn: Modality, samples: np.ndarray, labels: np.ndarray, class
     columns = list(dict.fromkeys(labels.tolist()))
     width, height = drawn.thumbnail
     total = height * SAMPLES_PER_CLASS + TITLE_INCHES
-    # a fixed grid with room for the titles on top: the axes are bare, so a layout engine (constrained
-    # layout measured every axis's extent: half of the report's time) has nothing to arrange
+    # a fixed grid with room for the titles on top: the axes are bare, so a layout engine has nothing to
+    # arrange (constrained layout measured every axis's extent: about 0.15 s of a 1.9 s report)
     figure, axes = plt.subplots(
         SAMPLES_PER_CLASS, len(columns), figsize=(width * len(columns), total), squeeze=False,
         gridspec_kw={"left": 0.01, "right": 0.99, "bottom": 0.01, "top": 1 - TITLE_INCHES / total,
