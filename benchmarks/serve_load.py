@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import aiohttp
 import numpy as np
@@ -248,21 +249,26 @@ async def load(url: str, bodies: list[bytes], levels: dict[int, int], answers: d
             [e for r in runs for e in r["errors"]][:3])
 
 
+def command_for(side: str, run_dir: Path, folder: Path, port: int) -> tuple[list[str], str | None]:
+    """The command that starts `side` on `port`, and the log line it prints once it serves (None: /healthz
+    alone says so)."""
+    if side == "plain":
+        return [sys.executable, str(folder / "plain_server.py"), str(run_dir), str(port)], None
+    return [sys.executable, "-m", "augtrain.cli", "serve", str(run_dir), "--port", str(port),
+            *(["--max-batch-size", "1"] if side == "unbatched" else [])], "serving "
+
+
 def served(side: str, run_dir: Path, folder: Path, env: dict, bodies: list[bytes], levels: dict[int, int],
-           answers: dict) -> dict:
+           answers: dict, command_for=command_for) -> dict:
     """Start one server, load it, stop it (whatever happened): its figures, start-up time, plan and leftovers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    if side == "plain":
-        command = [sys.executable, str(folder / "plain_server.py"), str(run_dir), str(port)]
-    else:
-        command = [sys.executable, "-m", "augtrain.cli", "serve", str(run_dir), "--port", str(port),
-                   *(["--max-batch-size", "1"] if side == "unbatched" else [])]
+    command, ready_line = command_for(side, run_dir, folder, port)
     log = folder / f"{side}-{port}.log"
     server = Server(command, log, env)
     leftovers: list[str] = []
     try:
-        start_s = server.wait_ready(url, None if side == "plain" else "serving ")
+        start_s = server.wait_ready(url, ready_line)
         figures, sent, failed, errors = asyncio.run(load(url, bodies, levels, answers))
     finally:
         leftovers = server.stop()
@@ -295,24 +301,48 @@ def trained(tmp: Path, env: dict) -> tuple[Path, list[bytes]]:
     return run_dir, bodies
 
 
+def server_env() -> dict:
+    """The servers' environment: they import this checkout's augtrain, whatever the caller's PYTHONPATH holds."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "platform"), os.environ.get("PYTHONPATH")) if p)}
+
+
 def smoke_row(name: str, result: str, goal, value: float | None = None) -> None:
     """A row printed, not appended to RESULTS.md (--smoke)."""
     verdict = "INFO" if goal is None else "PASS" if goal.met(value) else "FAIL"
     print(f"SMOKE {name} {result} goal={goal or 'none'} {verdict}", flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(description: str, levels: dict[int, int]) -> tuple[int, dict[int, int], Callable]:
+    """The command line (--smoke or not): (rounds, {concurrency: timed requests}, how a row is given)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="1 round, a tenth of the requests; prints, appends no row")
-    args = parser.parse_args()
+    if parser.parse_args().smoke:
+        return 1, {c: max(c, n // 10) for c, n in levels.items()}, smoke_row
+    return REPEATS, levels, record
+
+
+class Rounds(dict):
+    """{side: its figures, one server's per round}: every side served (`serve(side)`) `repeats` times, the
+    order rotated every round."""
+
+    def __init__(self, sides: tuple[str, ...], repeats: int, serve: Callable[[str], dict]):
+        super().__init__({side: [] for side in sides})
+        for n in range(repeats):
+            for side in sides[n % len(sides):] + sides[:n % len(sides)]:
+                self[side].append(serve(side))
+
+    def figure(self, side: str, concurrency: int, key: str) -> list[float]:
+        return [r["figures"][concurrency][key] for r in self[side]]
+
+    def median(self, side: str, concurrency: int, key: str) -> float:
+        return statistics.median(self.figure(side, concurrency, key))
+
+
+def main() -> None:
+    repeats, levels, emit = options(__doc__.splitlines()[0], LEVELS)
     began = time.perf_counter()
-    repeats = 1 if args.smoke else REPEATS
-    levels = {c: max(c, n // 10) for c, n in LEVELS.items()} if args.smoke else LEVELS
-    emit = smoke_row if args.smoke else record
-    # the servers import this checkout's augtrain, whatever the caller's PYTHONPATH holds
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "platform"), os.environ.get("PYTHONPATH")) if p)}
-    rounds: dict[str, list[dict]] = {side: [] for side in SIDES}
+    env = server_env()
     answers: dict[int, set] = {}
     before = server_like()
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,18 +350,10 @@ def main() -> None:
         (tmp / "plain_server.py").write_text(PLAIN)
         run_dir, bodies = trained(tmp, env)
         print(f"trained {run_dir} in {time.perf_counter() - began:.0f} s; {len(bodies)} test images", flush=True)
-        for n in range(repeats):
-            for side in SIDES[n % len(SIDES):] + SIDES[:n % len(SIDES)]:
-                rounds[side].append(served(side, run_dir, tmp, env, bodies, levels, answers))
+        rounds = Rounds(SIDES, repeats, lambda side: served(side, run_dir, tmp, env, bodies, levels, answers))
     wall = time.perf_counter() - began
     remaining = server_like() - before
-
-    def figure(side: str, concurrency: int, key: str) -> list[float]:
-        return [r["figures"][concurrency][key] for r in rounds[side]]
-
-    def median(side: str, concurrency: int, key: str) -> float:
-        return statistics.median(figure(side, concurrency, key))
-
+    figure, median = rounds.figure, rounds.median
     cpus = os.cpu_count()
     plan = rounds["batched"][0]["plan"].removeprefix("plan: ")
     setup = (f"loopback, all on this machine's {cpus} CPUs: augtrain serve {plan} plus Serve's controller, proxy "

@@ -1,6 +1,9 @@
 """The package's shape: imports point one way, no cycles, and only the modalities know the kinds of data."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from augtrain.modalities import MODALITIES
@@ -92,6 +95,14 @@ def test_the_command_line_imports_what_a_verb_runs_only_when_it_runs():
     """`augtrain --help` answers at once: pyarrow, numpy, pydantic, torch and Ray wait for the verb that uses them."""
     heavy = ["pyarrow", "numpy", "pydantic", "yaml", "torch", "albumentations", "ray", "matplotlib", "sklearn"]
     assert loaded_by_import("augtrain.cli", heavy) == []
+
+
+def test_the_shell_completes_commands_as_typer_s_bash_script_asks():
+    """What `augtrain --install-completion`'s script runs at every Tab: the verbs that start with what was typed."""
+    env = {**os.environ, "_AUGTRAIN_COMPLETE": "complete_bash", "COMP_WORDS": "augtrain s", "COMP_CWORD": "1"}
+    augtrain = Path(sys.executable).with_name("augtrain")
+    result = subprocess.run([augtrain], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.split() == ["serve", "sign", "submit", "status", "stop"], result
 
 
 def test_the_command_line_refuses_every_bad_input_in_one_line():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,24 @@ def test_predict_takes_a_flat_folder_of_unlabelled_images(finished_run, tmp_path
     predict(finished_run, sorted_, "--out", tmp_path / "sorted.parquet")
     by_file = {Path(row["id"]).name: row["predicted"] for row in pq.read_table(tmp_path / "sorted.parquet").to_pylist()}
     assert {row["id"]: row["predicted"] for row in unlabelled.to_pylist()} == by_file
+
+
+def test_predict_reads_a_compressed_npz_as_a_stored_one(finished_run, tmp_path):
+    """Images in an .npz, its arrays compressed or stored: the same predictions, the run's test accuracy (a
+    compressed array is inflated once into a scratch folder, as collect does, and the folder removed)."""
+    images, labels = run_test_split(finished_run)
+    np.savez(tmp_path / "stored.npz", x=images, y=np.array(labels))
+    np.savez_compressed(tmp_path / "packed.npz", x=images, y=np.array(labels))
+    scratch = set(Path(tempfile.gettempdir()).glob("augtrain-predict-*"))
+    got = {}
+    for name in ("stored", "packed"):
+        predict(finished_run, tmp_path / f"{name}.npz", "--out", tmp_path / f"{name}.parquet")
+        got[name] = [(row["id"].split("[")[1], row["label"], row["predicted"], row["probability"])
+                     for row in pq.read_table(tmp_path / f"{name}.parquet").to_pylist()]
+    assert got["packed"] == got["stored"] and len(got["stored"]) == len(images)
+    accuracy = sum(label == predicted for _, label, predicted, _ in got["stored"]) / len(images)
+    assert accuracy == json.loads((finished_run / "metrics.json").read_text())["test"]["accuracy"]
+    assert set(Path(tempfile.gettempdir()).glob("augtrain-predict-*")) == scratch
 
 
 def test_predict_series_file_matches_the_run(finished_sequence_run, tmp_path):

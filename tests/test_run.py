@@ -13,7 +13,7 @@ from augtrain.config.spec import load_job
 from augtrain.modalities import build_model
 from augtrain.recipes.run import run_job
 from augtrain.training.checkpoint import load_weights
-from conftest import smoke
+from conftest import alive_actors, smoke
 from typer.testing import CliRunner
 
 JOBS = sorted(Path(__file__).resolve().parents[1].glob("jobs/*.yaml"))
@@ -48,16 +48,12 @@ def test_a_run_repeated_with_its_seeds_repeats_every_metric_and_another_seed_doe
     assert [e["train_loss"] for e in epochs(other)] != [e["train_loss"] for e in epochs(finished_run)]
 
 
-def kill_one_worker_after_first_checkpoint(storage: Path, killed: list, address: str):
-    from ray.util.state import list_actors
-
+def kill_one_worker_after_first_checkpoint(storage: Path, killed: list):
     deadline = time.time() + 240
     # the snapshot is written once Ray Train has registered a reported checkpoint
     while time.time() < deadline and not list(storage.glob("*/*/train/checkpoint_manager_snapshot.json")):
         time.sleep(0.2)
-    alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
-    workers = list_actors(address=address, filters=alive)
-    pid = max(w.pid for w in workers)
+    pid = max(alive_actors("RayTrainWorker"))
     os.kill(pid, signal.SIGKILL)
     killed.append(pid)
 
@@ -65,8 +61,7 @@ def kill_one_worker_after_first_checkpoint(storage: Path, killed: list, address:
 def test_two_workers_survive_a_killed_worker(ray_session, tmp_path):
     job = load_job(JOBS[0], smoke(tmp_path, "train.epochs=4", "scaling.workers=2", "run.max_failures=1"))
     killed = []
-    address = ray_session.get_runtime_context().gcs_address
-    killer = threading.Thread(target=kill_one_worker_after_first_checkpoint, args=(tmp_path / "runs", killed, address))
+    killer = threading.Thread(target=kill_one_worker_after_first_checkpoint, args=(tmp_path / "runs", killed))
     killer.start()
     run_dir = run_job(job)
     killer.join()

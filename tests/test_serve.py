@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -19,6 +20,7 @@ from augtrain.serving.endpoint import is_loopback, start_endpoint
 from augtrain.serving.predict import predict
 from augtrain.serving.request import MAX_BODY_BYTES, MAX_INPUTS
 from augtrain.training.plan import PlanError, plan_replicas
+from conftest import alive_actors
 from PIL import Image
 from test_predict import run_test_split
 from test_report import browser  # noqa: F401  (the fixture: Debian's chromium, or a skip)
@@ -384,8 +386,10 @@ def test_write_config_is_a_serve_deploy_file_whose_application_builds(finished_r
     result = CliRunner().invoke(app, ["serve", str(finished_run), "--write-config", str(out), "--token-env", "A B"])
     assert result.exit_code == 2 and "--token-env: String should match pattern" in result.output
     assert ServeArgs(bundle="b").token_env == "AUGTRAIN_SERVE_TOKEN"
-    # a bundle kept at a URI: each replica copies it into a private folder and verifies it there
-    assert load_bundle(local_bundle(f"file://{finished_run.resolve()}")).digest == digest
+    # a bundle kept at a URI: each replica copies it into a private folder, verifies it there, removes it
+    with local_bundle(f"file://{finished_run.resolve()}") as folder:
+        assert load_bundle(folder).digest == digest
+    assert not Path(folder).exists()
 
 
 def test_replica_plan():
@@ -403,16 +407,12 @@ def test_a_killed_replica_fails_only_its_requests_with_a_503_and_serve_restarts_
     import threading
     import time
 
-    import ray
-    from ray.util.state import list_actors
 
     url, _ = served
     images = [base64.b64encode(png(image)).decode() for image in run_test_split(finished_run)[0][:4]]
 
     def scorers() -> list[int]:
-        alive = list_actors(address=ray.get_runtime_context().gcs_address,  # this session's Ray, not another's
-                            filters=[("class_name", "=", "ServeReplica:augtrain:Scorer"), ("state", "=", "ALIVE")])
-        return [actor.pid for actor in alive]
+        return alive_actors("ServeReplica:augtrain:Scorer")
 
     def timed() -> tuple[int, float, float, str | None]:
         started = time.monotonic()

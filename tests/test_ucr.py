@@ -16,6 +16,7 @@ from augtrain.datasets.collect import Part, collect, write_part
 from augtrain.datasets.format import decode_samples, split_files
 from augtrain.datasets.sources import SourceError
 from augtrain.modalities import read_source
+from augtrain.modalities.sequence import read
 from augtrain.modalities.sequence.ucr import (
     ArchiveError,
     BadLine,
@@ -41,7 +42,9 @@ def read_series(path) -> SimpleNamespace:
     """An archive file's data lines as collect's listing reads them: lines, labels and values of the good
     ones, (line, reason) of the bad."""
     out = SimpleNamespace(lines=[], labels=[], values=[], rejects=[])
-    for line, _, row in SeriesFile.open(path).rows():
+    file = SeriesFile.open(path)
+    lines = list(file.data_lines())
+    for (line, _), row in zip(lines, file.rows_at(lines)):
         if isinstance(row, BadLine):
             out.rejects.append((line, str(row)))
         else:
@@ -117,6 +120,20 @@ def test_bad_data_lines_are_quarantined_with_their_line_and_the_rest_read(tmp_pa
         (8, "not valid UTF-8: byte 3 is 0xff"),
         (9, "malformed: expected values:label"),
     ]
+
+
+def test_a_long_series_file_is_measured_in_tasks_as_a_short_one_is_here(ray_session, tmp_path, monkeypatch):
+    rows = [b"1,2:a", b"1,2:3,4:a", b"1,2:c", b"1,x2:b", b"1,\xff\xfe:b", b"1,2", b"3,4,5:b"] * 6
+    (tmp_path / "x.ts").write_bytes(b"@problemName X\n@classLabel true a b\n@data\n" + b"\n".join(rows) + b"\n")
+    here = read_source(Data(source=str(tmp_path / "x.ts")))[1]
+    monkeypatch.setattr(read, "LINES_PER_TASK", 5)  # 42 lines: 9 tasks
+    tasks = read_source(Data(source=str(tmp_path / "x.ts")))[1]
+    assert (tasks.ids, tasks.labels, tasks.keys, tasks.rejects) == (here.ids, here.labels, here.keys, here.rejects)
+    assert here.ids[:3] == ["x.ts:4", "x.ts:10", "x.ts:11"] and len(here.ids) == 12
+    assert here.rejects[:2] == [("x.ts:5", "wrong dimensions: 2, expected 1"),
+                                ("x.ts:6", "unknown label: 'c' is not in @classLabel")] and len(here.rejects) == 30
+    assert (tasks.reader.shape, tasks.reader.fields) == (here.reader.shape, here.reader.fields) == \
+        ((3, 1), {"channels": 1, "lengths": {"min": 2, "max": 3}})
 
 
 def test_find_dataset_in_an_archive_folder(tmp_path):
@@ -269,9 +286,9 @@ def test_tables_and_series_files_read_through_pyarrow_as_at_a_remote_uri(tmp_pat
     (tmp_path / "t.csv").write_text("v,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(40)))
     monkeypatch.setattr(files, "local_source", lambda location: None)  # file:// through pyarrow's filesystem
     series = SeriesFile.open(ts.as_uri())
-    listed = list(series.rows())
-    assert [row[1] for _, _, row in listed] == ["ab"[i % 2] for i in range(40)]
-    picked = [(line, offset) for line, offset, _ in listed[5:40:7]]
+    listed = list(series.data_lines())
+    assert [row[1] for row in series.rows_at(listed)] == ["ab"[i % 2] for i in range(40)]
+    picked = listed[5:40:7]
     assert [row[0][:, 0].tolist() for row in series.rows_at(picked)] == [[i, i + 1, i + 2] for i in range(5, 40, 7)]
     keys = [key for key, _ in sources.csv_scan((tmp_path / "t.csv").as_uri(), ["label"])]
     assert [row for row in sources.csv_records((tmp_path / "t.csv").as_uri(), keys[3:40:9])] == \

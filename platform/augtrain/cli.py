@@ -14,7 +14,7 @@ from rich.markup import escape
 from augtrain.errors import BadInput, clip
 
 # Each command imports what it runs when it runs: `augtrain --help` loads no pyarrow, numpy, torch or Ray.
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
+app = typer.Typer(no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
 console = Console(highlight=False, soft_wrap=True)
 MESSAGE_LINE = 500  # characters: a message may quote input of any size
 PublicKey = Annotated[

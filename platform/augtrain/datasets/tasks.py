@@ -14,12 +14,15 @@ from augtrain.datasets.sources import Listing, Reader, SourceError
 def map_chunks(function: Callable[..., list], items: list, size: int, **kwargs) -> list:
     """`function(chunk, **kwargs)` (a list of JSON values per chunk) over `items` in chunks of `size`, one
     Ray Data task per chunk (one CPU each); the results concatenated in the order of `items`. A
-    SourceError raised in a task is raised here, as one error naming the file."""
+    SourceError raised in a task is raised here, as one error naming the file. Without a Ray up (`predict`
+    in its own process), the chunks run here."""
     import ray
 
     chunks = [items[start : start + size] for start in range(0, len(items), size)]
     if not chunks:
         return []
+    if not ray.is_initialized():
+        return [result for chunk in chunks for result in json.loads(json.dumps(function(chunk, **kwargs)))]
     context = ray.data.DataContext.get_current()
     reserving = context.op_resource_reservation_enabled
     # One operator: Ray Data's reservation of a share of the CPUs for each operator would leave one of

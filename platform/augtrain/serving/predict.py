@@ -10,6 +10,7 @@ pool (the model loaded once per actor) scores. The same reading serves `augtrain
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -88,12 +89,16 @@ def predict(bundle_path: Path, source: Path, out: Path, address: str | None = No
     bundle = load_bundle(bundle_path, public_key)
     listing, layout, labelled = read_inputs(bundle, source)
     inputs = len(listing.ids)
-    if address is None and not os.environ.get("RAY_ADDRESS") and inputs <= IN_PROCESS:
-        echo(f"predicting {source} ({inputs} inputs) with {bundle.job.model.name} in this process")
-        tables = (pa.table(score(bundle, batch, layout)) for batch in decoded_batches(listing, BATCH))
-    else:
-        tables = scored_by_ray(bundle, bundle_path, public_key, listing, layout, address, echo)
-    counts = write_predictions(tables, out, labelled)
+    here = address is None and not os.environ.get("RAY_ADDRESS")  # every reader runs on this machine
+    with tempfile.TemporaryDirectory(prefix="augtrain-predict-") as scratch:
+        if here:  # a compressed .npz inflated once, as collect does, not from its start by every batch
+            listing.reader.staged(scratch)
+        if here and inputs <= IN_PROCESS:
+            echo(f"predicting {source} ({inputs} inputs) with {bundle.job.model.name} in this process")
+            tables = (pa.table(score(bundle, batch, layout)) for batch in decoded_batches(listing, BATCH))
+        else:
+            tables = scored_by_ray(bundle, bundle_path, public_key, listing, layout, address, echo)
+        counts = write_predictions(tables, out, labelled)
     if counts is None:
         raise SourceError(f"{source}: no inputs")
     return counts

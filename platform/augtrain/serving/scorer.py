@@ -11,7 +11,9 @@ new replica (it checks every `HEALTH_CHECK_S`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from ray import serve
@@ -42,13 +44,15 @@ def answers(bundle, samples: list[np.ndarray]) -> list[dict]:
     return out
 
 
-def local_bundle(location: str) -> str:
+@contextlib.contextmanager
+def local_bundle(location: str) -> Iterator[str]:
     """A bundle kept at a URI (the bundle, or a run dir holding one), copied into a new private folder where
-    `load_bundle` verifies it; a path as it is."""
+    `load_bundle` verifies it, removed once loaded (a Bundle holds all it needs); a path as it is."""
     from augtrain.datasets.locations import is_uri
 
     if not is_uri(location):
-        return location
+        yield location
+        return
     import tempfile
 
     import pyarrow.fs as pafs
@@ -58,9 +62,9 @@ def local_bundle(location: str) -> str:
     fs, path = filesystem(location)
     if fs.get_file_info(f"{path.rstrip('/')}/model/manifest.json").type == pafs.FileType.File:
         path = f"{path.rstrip('/')}/model"
-    local = tempfile.mkdtemp(prefix="augtrain-bundle-")
-    fetch(location, path, Path(local))
-    return local
+    with tempfile.TemporaryDirectory(prefix="augtrain-bundle-") as local:
+        fetch(location, path, Path(local))
+        yield local
 
 
 @serve.deployment(health_check_period_s=HEALTH_CHECK_S)
@@ -75,7 +79,8 @@ class Scorer:
         from augtrain.serving.predict import prediction_data
 
         torch.set_num_threads(threads)
-        self.bundle = load_bundle(local_bundle(bundle), public_key, modality)
+        with local_bundle(bundle) as folder:
+            self.bundle = load_bundle(folder, public_key, modality)
         if digest is not None and self.bundle.digest != digest:
             raise BundleError(f"{bundle}: not the bundle this application was written for (its hash "
                               f"{self.bundle.digest[:12]}, expected {digest[:12]})")

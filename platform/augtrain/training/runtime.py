@@ -52,9 +52,11 @@ def start_ray(address: str | None = None) -> None:
         # Ray Train starts an actor per run that watches for nodes being drained (spot preemption):
         # one more process start per run, and the one node of an embedded Ray is never drained.
         env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+        # No dashboard: its web server and module processes took 1-2 s of every command's start and about 2 %
+        # of a CPU while idle (benchmarks/RESULTS.md). To watch runs in it, `ray start --head` and --address.
         ray.init(
             address="local",  # embedded: never another Ray this machine happens to run (`ray start`, a second run)
-            dashboard_host="127.0.0.1",
+            include_dashboard=False,
             runtime_env=runtime_env,
             logging_config=logs,
             _system_config={"num_workers_soft_limit": IDLE_WORKERS_PER_CPU * (os.cpu_count() or 1)},

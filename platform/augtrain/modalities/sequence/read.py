@@ -26,12 +26,15 @@ from augtrain.datasets.sources import (
     npz_members,
     npz_rows,
 )
+from augtrain.datasets.tasks import map_chunks
 from augtrain.modalities.sequence.ucr import (
     ArchiveError,
     BadLine,
     SeriesFile,
     find_dataset,
 )
+
+LINES_PER_TASK = 1024  # data lines a task measures (series_files)
 
 
 def listing(data: Data) -> Listing:
@@ -55,21 +58,19 @@ def fields(channels: int, lengths: list[int]) -> dict:
 
 
 def series_files(files: list[str], test: str | None = None) -> Listing:
-    """The series of `.ts`/`.tsv` files listed a line at a time (the series of `test` kept to the test split):
-    each line is parsed here to be checked and measured, its values dropped, and parsed again by the task
-    that decodes it (SeriesLines); bad lines are quarantined with their line."""
-    entries = []  # (file, line, offset, label, length, channels, reason) of each data line, its values dropped
+    """The series of `.ts`/`.tsv` files: their data lines found here, each parsed in a task to be checked and
+    measured (`measure_lines`, its values dropped), and parsed again by the task that decodes it
+    (SeriesLines); bad lines are quarantined with their line (the series of `test` kept to the test split)."""
     try:
         opened = [SeriesFile.open(f) for f in files]
-        for n, file in enumerate(opened):
-            for line, offset, parsed in file.rows():
-                if isinstance(parsed, BadLine):
-                    entries.append((n, line, offset, "", 0, 0, str(parsed)))
-                else:
-                    values, label = parsed
-                    entries.append((n, line, offset, label, len(values), values.shape[1], problem(values, values.shape[1])))
+        lines = [(n, line, offset) for n, file in enumerate(opened) for line, offset in file.data_lines()]
     except ArchiveError as exc:
         raise SourceError(str(exc)) from None
+    if len(lines) <= LINES_PER_TASK:  # one task's worth: measured here, without a Ray Data execution
+        measured = measure_lines(lines, opened)
+    else:
+        measured = map_chunks(measure_lines, lines, LINES_PER_TASK, files=opened)
+    entries = [(n, line, offset, *sizes) for (n, line, offset), sizes in zip(lines, measured)]
     names = [display(Path(f).name) for f in files]
     channels = max((entry[5] for entry in entries if not entry[6]), default=1)
     out, lengths = Listing(None), []
@@ -85,6 +86,23 @@ def series_files(files: list[str], test: str | None = None) -> Listing:
     out.reader = SeriesLines(opened, (max(lengths, default=0), channels), fields(channels, lengths))
     stamps = [[f, out.reader.listed[f]] for f in files]  # the stamps the tasks check
     out.fingerprint = hashlib.sha256(json.dumps(stamps + [test]).encode()).hexdigest()
+    return out
+
+
+def measure_lines(lines: list, files: list[SeriesFile]) -> list[list]:
+    """[label, length, channels, why it is quarantined or ""] of each data line (file number, line, byte
+    offset) of `files`, ascending (a task of `series_files`)."""
+    out = []
+    try:
+        for n, group in itertools.groupby(lines, key=lambda key: int(key[0])):
+            for parsed in files[n].rows_at([(int(line), int(offset)) for _, line, offset in group]):
+                if isinstance(parsed, BadLine):
+                    out.append(["", 0, 0, str(parsed)])
+                else:
+                    values, label = parsed
+                    out.append([label, len(values), values.shape[1], problem(values, values.shape[1])])
+    except ArchiveError as exc:
+        raise SourceError(str(exc)) from None
     return out
 
 

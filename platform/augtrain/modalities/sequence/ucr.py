@@ -50,7 +50,7 @@ def find_dataset(name: str, archive: str | Path | None) -> tuple[Path, Path]:
 @dataclass(frozen=True)
 class SeriesFile:
     """A .ts or .tsv archive file, opened: where its data lines start and, for a .ts file, the dimensions
-    and classes they must have. Its data lines are read as a stream (`rows`) or at listed offsets
+    and classes they must have. Its data lines are found (`data_lines`) and read at those offsets
     (`rows_at`), never held whole: `(values (T, C) float32 with NaN where missing, label)` each, or the
     BadLine it is quarantined for."""
 
@@ -74,13 +74,12 @@ class SeriesFile:
         dims = header.get("dimensions") or (counts.most_common(1)[0][0] if counts else None)
         return SeriesFile(str(path), start, dims, frozenset(header["classes"]))
 
-    def rows(self) -> Iterator[tuple[int, int, tuple[np.ndarray, str] | BadLine]]:
-        """(line, byte offset, what the line holds) of each data line; blank lines (and a .ts file's
-        comments) skipped."""
+    def data_lines(self) -> Iterator[tuple[int, int]]:
+        """(line, byte offset) of each data line, unparsed; blank lines (and a .ts file's comments) skipped."""
         for line, offset, row in _numbered_lines(self.path, *self.start):
             comment = self.classes is not None and isinstance(row, str) and row.lstrip().startswith("#")
             if not (isinstance(row, str) and not row.strip()) and not comment:
-                yield line, offset, self._parsed(row)
+                yield line, offset
 
     def rows_at(self, keys: list[tuple[int, int]]) -> Iterator[tuple[np.ndarray, str] | BadLine]:
         """What the lines at `keys` (line, byte offset), ascending, hold: each run of nearby keys read
