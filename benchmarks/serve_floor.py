@@ -46,10 +46,10 @@ from serve_load import (
 LEVELS = {1: 100, 32: 400}  # concurrency: timed requests
 SIDES = ("constant_1hop", "constant_2hop", "unbatched", "plain")
 CONSTANT = """
-import json, os, signal, sys, time
+import json, os, sys
 from fastapi import FastAPI, Request
 from ray import serve
-from augtrain.serving.endpoint import FAST_PATH, INGRESS_ONGOING, REPLICA
+from augtrain.serving.endpoint import FAST_PATH, INGRESS_ONGOING, REPLICA, serve_until_interrupted
 from augtrain.training.runtime import start_ray
 
 hops, port = int(sys.argv[1]), int(sys.argv[2])
@@ -80,22 +80,13 @@ class Ingress:
         return ANSWER if self.inner is None else await self.inner.predict.remote(inputs)
 
 
-def stop(signum, frame):
-    raise KeyboardInterrupt
-
-
 os.environ.update(FAST_PATH)
 start_ray(None)
 quiet = {"log_level": "WARNING"}
 serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=quiet)
-serve.run(Ingress.bind(Constant.bind() if hops == 2 else None), logging_config=quiet)
-signal.signal(signal.SIGTERM, stop)
+serve.run(Ingress.bind(Constant.bind() if hops == 2 else None), name="constant", logging_config=quiet)
 print("serving ", flush=True)
-try:
-    while True:
-        time.sleep(1)
-except KeyboardInterrupt:
-    serve.shutdown()
+serve_until_interrupted("constant")  # as augtrain serve: until SIGTERM, then the application taken down
 """
 
 
