@@ -27,13 +27,13 @@ def loaded_by_import(module: str, heavy: list[str]) -> list[str]:
     return loaded_by(f"import {module}", heavy)
 
 
-def alive_actors(class_name: str) -> list[int]:
-    """The process ids of the live actors of `class_name` on the Ray this process is attached to, read from
-    its GCS (the state API would ask the dashboard, which the embedded Ray does not start)."""
+def alive_actors(class_name: str, states: tuple[str, ...] = ("ALIVE",)) -> list[int]:
+    """The process ids of the actors of `class_name` in `states` (live ones by default) on the Ray this process
+    is attached to, read from its GCS (the state API would ask the dashboard, which the embedded Ray does not start)."""
     from ray._private.state import actors
 
     return [actor["Pid"] for actor in actors().values()
-            if actor["ActorClassName"] == class_name and actor["State"] == "ALIVE"]
+            if actor["ActorClassName"] == class_name and actor["State"] in states]
 
 
 @pytest.fixture(scope="session")

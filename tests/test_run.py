@@ -48,6 +48,19 @@ def test_a_run_repeated_with_its_seeds_repeats_every_metric_and_another_seed_doe
     assert [e["train_loss"] for e in epochs(other)] != [e["train_loss"] for e in epochs(finished_run)]
 
 
+def test_a_stream_larger_than_its_buffer_runs_bounded_and_trains_on_the_same_batches(finished_run, monkeypatch):
+    """A train stream whose epochs hold more than STREAM_BUFFER caps its object store use, its scheduling loop in a
+    split coordinator; seeded, the run repeats the unbounded run's every metric."""
+    from augtrain.training import loop
+
+    ever = ("ALIVE", "DEAD", "PENDING_CREATION", "DEPENDENCIES_UNREADY", "RESTARTING")
+    before = len(alive_actors("SplitCoordinator", ever))
+    monkeypatch.setattr(loop, "STREAM_BUFFER", 2**16)  # the smoke run streams 64 B images x 1,437 x 2 epochs
+    again = run_job(load_job(finished_run / "spec.yaml"))
+    assert len(alive_actors("SplitCoordinator", ever)) == before + 1
+    assert epochs(again) == epochs(finished_run)
+
+
 def kill_one_worker_after_first_checkpoint(storage: Path, killed: list):
     deadline = time.time() + 240
     # the snapshot is written once Ray Train has registered a reported checkpoint

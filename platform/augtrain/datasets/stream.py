@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,5 +167,12 @@ class CollectedData:
         split, train_ids, val_ids = ("train", None, None) if fold is None else (POOL, *fold)
         train = self.split(split, plan, [t.model_dump() for t in job.augment], train_ids, job.train.epochs, job.train.seed)
         val = self.split("val", plan) if fold is None else self.split(POOL, plan, ids=val_ids)
-        samples = sum(self.manifest["counts"]["train"].values()) if fold is None else len(train_ids)
-        return {"train": train, "val": val.materialize()}, samples
+        return {"train": train, "val": val.materialize()}, self.train_samples(fold)
+
+    def train_samples(self, fold: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+        """Samples in one training epoch: the train split's, or a k-fold's train part."""
+        return sum(self.manifest["counts"]["train"].values()) if fold is None else len(fold[0])
+
+    def sample_bytes(self) -> int:
+        """One decoded sample's bytes."""
+        return math.prod(self.manifest["shape"]) * np.dtype(self.manifest["dtype"]).itemsize

@@ -52,6 +52,9 @@ from augtrain.training.plan import Plan
 from augtrain.training.progress import EpochLog
 
 SCORE = "val_accuracy"
+# The object store a train stream may fill ahead of its trainer(s), when its epochs hold more than this: a
+# stream left unbounded runs ahead as far as Ray Data's budget (half the store) allows (benchmarks/RESULTS.md)
+STREAM_BUFFER = 256 * 2**20
 CHUNK_BATCHES = 16  # the train stream reaches the loop in chunks of this many batches (see minibatches)
 # per epoch; train_s, val_s: seconds of the train and validation passes (waiting for batches included);
 # time: wall clock at the end of validation (consecutive differences are whole epochs: train, validate,
@@ -341,15 +344,19 @@ def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune
     `initial` weights (training/initial.py) if any; checkpoints go to `storage`/train (a folder or URI), the
     best k by val accuracy kept. A `tune_trial` reports every epoch to Tune. Returns a ray.train.Result (or a
     LocalResult with the same fields)."""
-    # the data workers' share of the CPUs; blocks reach the trainer in the order they were listed (seeded runs)
+    # the data workers' share of the CPUs and, for a stream larger than STREAM_BUFFER, of the object store;
+    # blocks reach the trainer in the order they were listed (seeded runs)
     context, here = DataContext.get_current(), in_process(job, plan)
+    bounded = data.train_samples(fold) * data.sample_bytes() * job.train.epochs > STREAM_BUFFER
     options = context.execution_options
-    options.resource_limits = ExecutionResources(cpu=plan.data_cpus)
+    options.resource_limits = ExecutionResources(cpu=plan.data_cpus, object_store_memory=STREAM_BUFFER if bounded else None)
     options.preserve_order = True
     context.enable_progress_bars &= not here  # the loop's own bar (training/progress.py) stands in for Ray Data's
     datasets, samples = data.for_training(job, plan, fold)
     config = loop_config(job, data, plan, storage, samples, initial)
     if here:
+        if bounded:  # the stream's scheduling loop, held back, polls without pause: out of this process with it
+            datasets = {**datasets, "train": datasets["train"].streaming_split(1)[0]}
         tell = None
         if tune_trial:
             from ray import tune
