@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from augtrain.modalities import MODALITIES
-from conftest import loaded_by_import
+from conftest import loaded_by, loaded_by_import
 
 PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "augtrain"
 
@@ -95,6 +95,14 @@ def test_the_command_line_imports_what_a_verb_runs_only_when_it_runs():
     """`augtrain --help` answers at once: pyarrow, numpy, pydantic, torch and Ray wait for the verb that uses them."""
     heavy = ["pyarrow", "numpy", "pydantic", "yaml", "torch", "albumentations", "ray", "matplotlib", "sklearn"]
     assert loaded_by_import("augtrain.cli", heavy) == []
+
+
+def test_an_embedded_ray_starts_while_the_command_s_next_imports_load():
+    """`augtrain run` and `tune` import their recipe (and `run` torch._dynamo, which the first optimizer built
+    imports) while ray.init waits on the processes it starts; both are done when start_ray returns."""
+    start = ("from augtrain.training.runtime import start_ray; start_ray(meanwhile=('sklearn.metrics', 'torch._dynamo'));"
+             "import ray; assert ray.is_initialized(); ray.shutdown()")
+    assert loaded_by(start, ["sklearn.metrics", "torch._dynamo", "matplotlib"]) == ["sklearn.metrics", "torch._dynamo"]
 
 
 def test_the_shell_completes_commands_as_typer_s_bash_script_asks():

@@ -128,12 +128,16 @@ def run(
     """Run a job: collect, train on Ray, evaluate (with eval.kfold: K-fold cross-validation); prints
     `run dir: PATH` last."""
     from augtrain.config.spec import headline, load_job
-    from augtrain.recipes.kfold import kfold_job
-    from augtrain.recipes.run import run_job
+    from augtrain.training.runtime import start_ray
 
     try:
         spec = load_job(job, overrides or [])
         console.print(headline(spec), markup=False)
+        # a run in this process builds an optimizer, whose first construction imports torch._dynamo (1-2 s)
+        start_ray(address, meanwhile=("augtrain.recipes.kfold" if spec.eval.kfold else "augtrain.recipes.run", "torch._dynamo"))
+        from augtrain.recipes.kfold import kfold_job
+        from augtrain.recipes.run import run_job
+
         recipe = kfold_job if spec.eval.kfold else run_job
         run_dir = recipe(spec, address, echo=lambda line: console.print(line, markup=False))
     except BadInput as exc:
@@ -313,11 +317,14 @@ def tune_command(
 ) -> None:
     """Sweep the job's `tune.space` with Ray Tune; the best trial becomes the run's model."""
     from augtrain.config.spec import headline, load_job
-    from augtrain.recipes.tune import tune_job
+    from augtrain.training.runtime import start_ray
 
     try:
         spec = load_job(job, overrides or [])
         console.print(headline(spec), markup=False)
+        start_ray(address, meanwhile=("augtrain.recipes.tune",))
+        from augtrain.recipes.tune import tune_job
+
         run_dir = tune_job(spec, address, lambda line: console.print(line, markup=False), resume, retry_errored)
     except BadInput as exc:
         _fail(str(exc))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import threading
 
 import ray
 
@@ -28,13 +30,26 @@ def quiet() -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
-def start_ray(address: str | None = None) -> None:
-    """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray."""
+def start_ray(address: str | None = None, meanwhile: tuple[str, ...] = ()) -> None:
+    """Attach to `address` (or RAY_ADDRESS); with neither, start an embedded local Ray.
+
+    `meanwhile`: modules a command imports next, imported on another thread while ray.init waits on the
+    processes it starts (about 4 s for an embedded Ray, in which seconds of torch, scikit-learn and
+    matplotlib imports fit: benchmarks/RESULTS.md); both are done when this returns.
+    """
     configure_data()
     quiet()
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    loader = threading.Thread(target=lambda: [importlib.import_module(name) for name in meanwhile])
+    loader.start()
+    try:
+        _init(address or os.environ.get("RAY_ADDRESS"))
+    finally:
+        loader.join()
+
+
+def _init(address: str | None) -> None:
     env = {
         # Workers print one line per epoch; without these, Ray Train logs each print twice and
         # Ray Data logs every epoch's execution plan.
