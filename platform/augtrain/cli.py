@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from augtrain.errors import BadInput, clip
+
+if TYPE_CHECKING:
+    from augtrain.config.spec import Job
 
 # Each command imports what it runs when it runs: `augtrain --help` loads no pyarrow, numpy, torch or Ray.
 app = typer.Typer(no_args_is_help=True, help="Collected data -> augmented stream -> trained model.")
@@ -144,13 +147,19 @@ def run(
         _fail(str(exc))
     except Exception as exc:  # a failed Ray run: one line, details are in the Ray logs above
         _fail(f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
-    _report(run_dir)
+    _report(run_dir, spec)
 
 
-def _report(run_dir: Path) -> None:
+def _report(run_dir: Path, spec: Job) -> None:
+    """The test scores and where the run is kept: its folder, or at a URI storage its place there (this
+    process's local copy goes when it exits: datasets/storage.py)."""
+    from augtrain.datasets.storage import is_uri, join
+
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}")
-    console.print(f"run dir: {run_dir}", markup=False)
+    storage = spec.run.storage_path
+    kept = join(storage, spec.run.name, run_dir.name) if is_uri(storage) else run_dir
+    console.print(f"run dir: {kept}", markup=False)
 
 
 @app.command()
@@ -330,7 +339,7 @@ def tune_command(
         _fail(str(exc))
     except Exception as exc:  # a failed sweep: one line, details are in the Ray logs above
         _fail(f"tune failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
-    _report(run_dir)
+    _report(run_dir, spec)
 
 
 ClusterAddress = Annotated[

@@ -9,7 +9,9 @@ dataset being collected, are written to a local staging folder and copied to the
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -100,11 +102,14 @@ def make_folder(location: str) -> None:
 def staging(location: str) -> Path:
     """The local folder where a run or dataset kept at `location` is written: the folder itself if local,
     else a new private folder (owner-only, unpredictable name) under the temp dir, never one that a
-    link planted there could redirect."""
+    link planted there could redirect, removed when this process exits (what it holds is published to
+    `location`)."""
     if not is_uri(location):
         return Path(location)
     name = check_name(location.rstrip("/").rsplit("/", 1)[-1], "the last part of the URI")
-    return Path(tempfile.mkdtemp(prefix="augtrain-staging-"), name)
+    folder = tempfile.mkdtemp(prefix="augtrain-staging-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder, name)
 
 
 def publish(local: Path, location: str, last: str | None = None) -> None:

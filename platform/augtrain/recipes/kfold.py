@@ -72,7 +72,7 @@ def kfold_job(job: Job, address: str | None = None, echo: Callable[[str], None] 
     """Run `job` as K-fold cross-validation (`eval.kfold`); return its run dir."""
     data, location, run_dir = open_run(job, address, echo)
     cross_validate(job, data, run_dir, location, echo)
-    return close_run(run_dir, location, echo)
+    return close_run(run_dir, location)
 
 
 def cross_validate(job: Job, data: CollectedData, run_dir: Path, location: str, echo: Callable[[str], None]) -> None:

@@ -18,7 +18,7 @@ def run_job(job: Job, address: str | None = None, echo: Callable[[str], None] = 
     """Run `job`; return its run dir, which holds spec.yaml, checkpoints and metrics.json."""
     data, location, run_dir = open_run(job, address, echo)
     train_and_evaluate(job, data, run_dir, location, echo)
-    return close_run(run_dir, location, echo)
+    return close_run(run_dir, location)
 
 
 def train_and_evaluate(job: Job, data: CollectedData, run_dir: Path, location: str, echo: Callable[[str], None]) -> None:

@@ -20,7 +20,6 @@ from augtrain.datasets.normalize import SERIES
 from augtrain.datasets.stats import train_stats
 from augtrain.datasets.storage import (
     check_shared,
-    is_uri,
     join,
     publish,
     read_text,
@@ -99,10 +98,8 @@ def open_run(job: Job, address: str | None, echo: Callable[[str], None]) -> tupl
     return data, location, run_dir
 
 
-def close_run(run_dir: Path, location: str, echo: Callable[[str], None]) -> Path:
+def close_run(run_dir: Path, location: str) -> Path:
     publish(run_dir, location)
-    if is_uri(location):
-        echo(f"run kept at {location}")
     return run_dir
 
 

@@ -135,7 +135,7 @@ def tune_job(
         )
     results = tuner.fit()
     finish_sweep(run_dir, location, job, data, plan, results, echo)
-    return close_run(run_dir, location, echo)
+    return close_run(run_dir, location)
 
 
 def finish_sweep(run_dir: Path, location: str, job: Job, data: CollectedData, plan: Plan, results, echo) -> None:
