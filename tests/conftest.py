@@ -99,7 +99,8 @@ def smoke_run(tmp_path, job, command="run", *extra):
 
     result = CliRunner().invoke(app, [command, str(job), *smoke(tmp_path), *extra])
     assert result.exit_code == 0, result.output
-    run_dir = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:])
+    # a run at a file:// storage is named by its URI there (the tests keep no other kind)
+    run_dir = Path(next(line for line in result.output.splitlines() if line.startswith("run dir: "))[9:].removeprefix("file://"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics["test"]
     assert 0 <= test["accuracy"] <= 1 and len(test["confusion_matrix"]) == len(test["classes"])

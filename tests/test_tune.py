@@ -132,12 +132,11 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
     assert done_checkpoints and {p.parts[-3] for p in done_checkpoints} >= done_trials
 
     run_dir = smoke_run(tmp_path, job, "tune", *sweep, "--resume")
-    assert kept.name == run_dir.name and not run_dir.is_relative_to(tmp_path)
+    assert run_dir == kept  # the run dir named last is the sweep's place at the URI
     for path, mtime in done_checkpoints.items():  # nothing that existed was trained again
         assert path.stat().st_mtime == mtime
     for path, text in done_results.items():  # finished trials keep their results as they were
         assert path.read_text() == text
-    assert (kept / "trials.csv").read_text() == (run_dir / "trials.csv").read_text()
     assert len(list(kept.glob("trials/*/train/checkpoint_*/model.safetensors"))) >= 2
     assert (kept / "tune" / "tuner.pkl").is_file() and (kept / "metrics.json").is_file()
     trials = read_trials(run_dir)
