@@ -154,11 +154,11 @@ def _report(run_dir: Path, spec: Job) -> None:
     """The test scores and where the run is kept: its folder, or at a URI storage its place there (this
     process's local copy goes when it exits: datasets/storage.py)."""
     from augtrain.datasets.storage import is_uri, join
+    from augtrain.recipes.rundir import runs_of
 
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     console.print(f"test accuracy {test['accuracy']:.4f}  macro F1 {test['macro_f1']:.4f}")
-    storage = spec.run.storage_path
-    kept = join(storage, spec.run.name, run_dir.name) if is_uri(storage) else run_dir
+    kept = join(runs_of(spec), run_dir.name) if is_uri(spec.run.storage_path) else run_dir
     console.print(f"run dir: {kept}", markup=False)
 
 

@@ -54,9 +54,14 @@ def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) 
     return CollectedData(collected.path, manifest, stats)
 
 
+def runs_of(job: Job) -> str:
+    """<storage_path>/<name>: the folder (or URI) holding the runs of `job`, one folder each."""
+    return join(job.run.storage_path, job.run.name)
+
+
 def new_run_location(job: Job) -> str:
     """<storage_path>/<name>/<timestamp> (a second run in the same second gets a suffix)."""
-    base = join(job.run.storage_path, job.run.name)
+    base = runs_of(job)
     taken, stamp = set(subfolders(base)), time.strftime("%Y%m%d-%H%M%S")
     name, n = stamp, 1
     while name in taken:
@@ -67,7 +72,7 @@ def new_run_location(job: Job) -> str:
 
 def run_location(job: Job, echo: Callable[[str], None]) -> str:
     """The newest run of `run.name` if a run of the same spec was interrupted there (resumed), else a new one."""
-    base = join(job.run.storage_path, job.run.name)
+    base = runs_of(job)
     for name in reversed(subfolders(base)):
         spec = read_text(join(base, name, "spec.yaml"))
         if spec is None:

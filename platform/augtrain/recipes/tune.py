@@ -30,6 +30,7 @@ from augtrain.recipes.rundir import (  # noqa: E402
     new_run_location,
     open_run_dir,
     prepare_dataset,
+    runs_of,
 )
 from augtrain.recipes.trial import run_trial, trial_job  # noqa: E402
 from augtrain.training.initial import shared_starting_weights  # noqa: E402
@@ -84,7 +85,7 @@ def _scheduler(job: Job):
 
 def latest_sweep(job: Job) -> str:
     """The newest run of this job that holds a Tune experiment, for --resume."""
-    base = join(job.run.storage_path, job.run.name)
+    base = runs_of(job)
     runs = [name for name in subfolders(base) if EXPERIMENT in subfolders(join(base, name))]
     if not runs:
         raise SpecError(f"nothing to resume: no sweep under {base}")
