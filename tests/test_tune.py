@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,21 @@ def test_asha_stops_the_weak_trial_at_its_first_rung_and_lets_the_strong_one_fin
     assert reported == {0.003: list(range(1, epochs + 1)), 0.00001: [1]}
     assert json.loads((run_dir / "metrics.json").read_text())["best_trial"] == strong["trial"]
 
+
+
+def test_a_sweep_s_report_shows_the_data_card_it_drew_while_its_trials_trained(ray_session, tmp_path):
+    """The sweep's driver draws the report's data card on a thread while it waits on the trials
+    (recipes/rundir.drawing_card): the same sample grids, raw and augmented, as drawn again afterwards."""
+    from augtrain.artifacts.report import write_report
+    from augtrain.recipes.tune import tune_job
+    from conftest import smoke
+
+    sweep = ["tune.space={train.lr: {grid: [0.003]}}", "tune.search=grid", "tune.scheduler.name=none", "train.epochs=1"]
+    run_dir = tune_job(load_job(TUNE_JOB, [*smoke(tmp_path), *sweep]), echo=lambda line: None)
+    grids = re.compile(r'<img src="([^"]*)" alt="(?:raw|augmented) training samples"')
+    during = grids.findall((run_dir / "report.html").read_text())
+    assert len(during) == 2
+    assert grids.findall(write_report(run_dir).read_text()) == during
 
 TUNE_JOBS = [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")]
 

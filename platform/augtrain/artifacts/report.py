@@ -49,8 +49,9 @@ ARTIFACTS = {
 }
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write RUN_DIR/report.html from the run dir (and the dataset it points to); return its path."""
+def write_report(run_dir: Path, card: dict | None = None) -> Path:
+    """Write RUN_DIR/report.html from the run dir (and the dataset it points to); return its path. `card`: the
+    data card drawn already (`data_card` of this run's dataset, augmentation, seed and normalization)."""
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     spec_text = (run_dir / "spec.yaml").read_text()
@@ -65,7 +66,8 @@ def write_report(run_dir: Path) -> Path:
         "test": test,
         "confusion": data_uri(plot_confusion, test["confusion_matrix"], test["classes"]),
         "curves": data_uri(plot_curves, history, metrics.get("best_epoch")) if history else None,
-        "data": data_card(run_dir, metrics["dataset"]["path"], spec),
+        "data": card or data_card(metrics["dataset"]["path"], spec["augment"], spec["data"]["seed"],
+                                  json.loads((run_dir / "normalization.json").read_text())),
         "tuning": tuning(run_dir, metrics),
         "attributions": [(png.stem, png_uri(png)) for png in sorted((run_dir / "explain").glob("*.png"))],
         "files": artifacts(run_dir),
@@ -122,9 +124,9 @@ def plot_curves(history: list[dict], best_epoch: int | None, out) -> None:
     save(figure, out)
 
 
-def data_card(run_dir: Path, dataset: str, spec: dict) -> dict:
-    """Class counts per split, the modality's profile of the data (text: lengths) and sample grids (raw,
-    augmented); `missing` says why when the dataset is gone."""
+def data_card(dataset: str, augment: list[dict], seed: int, stats: dict) -> dict:
+    """Class counts per split, the modality's profile of the data (text: lengths) and sample grids (raw, and
+    augmented as `augment` with `seed` does in training); `missing` says why when the dataset is gone."""
     try:
         manifest = read_manifest(dataset)
     except SourceError as exc:
@@ -134,8 +136,7 @@ def data_card(run_dir: Path, dataset: str, spec: dict) -> dict:
     most = [max(column) or 1 for column in zip(*counts)]
     samples, labels = first_samples(dataset, manifest)
     drawn = for_manifest(manifest)
-    stats = json.loads((run_dir / "normalization.json").read_text())
-    samples, augmented, before = drawn.report_pair(samples, stats, spec["augment"], spec["data"]["seed"])
+    samples, augmented, before = drawn.report_pair(samples, stats, augment, seed)
     profile = drawn.profile(dataset, manifest, stats)
     return {
         "manifest": manifest,

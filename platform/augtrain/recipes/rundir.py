@@ -108,8 +108,10 @@ def close_run(run_dir: Path, location: str) -> Path:
     return run_dir
 
 
-def evaluate_run(run_dir: Path, job: Job, data: CollectedData, checkpoint_dir: str, extra: dict) -> dict:
-    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json and the confusion matrix."""
+def evaluate_run(run_dir: Path, job: Job, data: CollectedData, checkpoint_dir: str, extra: dict,
+                 card: dict | None = None) -> dict:
+    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json, the confusion matrix and the
+    report (`card`: its data card drawn already, see recipes.tune.drawing_card)."""
     metrics = {
         "test": score_checkpoint(job, data, checkpoint_dir),
         "dataset": {"path": str(data.path), "hash": data.manifest["hash"]},
@@ -120,7 +122,7 @@ def evaluate_run(run_dir: Path, job: Job, data: CollectedData, checkpoint_dir: s
     write_metrics(run_dir, metrics)
     export_bundle(run_dir, job, data.manifest, data.stats, Path(checkpoint_dir) / WEIGHTS, metrics)
     explain_test_samples(run_dir, data)
-    write_report(run_dir)
+    write_report(run_dir, card)
     if job.run.mlflow:
         log_run(run_dir, job, metrics)
     return metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +15,7 @@ from ray import tune  # noqa: E402
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
+from augtrain.artifacts.report import data_card  # noqa: E402
 from augtrain.config.spec import Job, SpecError  # noqa: E402
 from augtrain.datasets.storage import (  # noqa: E402
     check_shared,
@@ -134,13 +136,28 @@ def tune_job(
             ),
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=location, verbose=1),
         )
+    drawing = drawing_card(job, data)
     results = tuner.fit()
-    finish_sweep(run_dir, location, job, data, plan, results, echo)
+    finish_sweep(run_dir, location, job, data, plan, results, echo, drawing.result())
     return close_run(run_dir, location)
 
 
-def finish_sweep(run_dir: Path, location: str, job: Job, data: CollectedData, plan: Plan, results, echo) -> None:
-    """trials.csv, plots, and the best trial (by the validation metric) scored on test as the run's model."""
+def drawing_card(job: Job, data: CollectedData) -> Future:
+    """The report's data card of `job` (`data_card`), drawn on a thread of its own while the sweep's driver
+    waits on its trials: about a second of matplotlib that its end no longer waits for. (Not in a run: its
+    driver trains, and drawing beside it delayed the first epoch by as much.) pyplot is not thread-safe:
+    take the result before anything else plots."""
+    spec = job.model_dump(mode="json")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="data-card")
+    card = pool.submit(data_card, str(data.path), spec["augment"], spec["data"]["seed"], data.stats)
+    pool.shutdown(wait=False)
+    return card
+
+
+def finish_sweep(run_dir: Path, location: str, job: Job, data: CollectedData, plan: Plan, results, echo,
+                 card: dict) -> None:
+    """trials.csv, plots, and the best trial (by the validation metric) scored on test as the run's model
+    (`card`: the base job's data card, see drawing_card; redrawn if the best trial's augmentation differs)."""
     rows, histories = trial_rows(job, location, results)
     write_trials(run_dir / "trials.csv", rows)
     plot_sweep(run_dir, job, rows, histories)
@@ -156,7 +173,8 @@ def finish_sweep(run_dir: Path, location: str, job: Job, data: CollectedData, pl
     extra = {"best_trial": best["trial"], "best_epoch": best["best_epoch"], "best_checkpoint": str(checkpoint),
              "history": histories[best["trial"]],
              "tune": {"metric": job.tune.metric, "mode": job.tune.mode, "trials": len(rows)}}
-    evaluate_run(run_dir, best_job, data, str(checkpoint), extra)
+    same = (best_job.augment, best_job.data.seed) == (job.augment, job.data.seed)
+    evaluate_run(run_dir, best_job, data, str(checkpoint), extra, card if same else None)
 
 
 def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, list[dict]]]:
