@@ -85,7 +85,12 @@ class Reader:
 
     @property
     def sample_bytes(self) -> int:
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+        return sample_bytes(self.shape, self.dtype)
+
+
+def sample_bytes(shape, dtype: str) -> int:
+    """One decoded sample's bytes: `shape` (a reader's, or a manifest's) of `dtype`."""
+    return int(np.prod(shape)) * np.dtype(dtype).itemsize
 
 
 @dataclass

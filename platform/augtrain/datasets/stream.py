@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import ray
 
 from augtrain.config.spec import Job
 from augtrain.datasets.format import decode_samples, read_columns, split_files
+from augtrain.datasets.sources import sample_bytes
 from augtrain.modalities import Modality, for_manifest
 from augtrain.training.plan import Plan
 
@@ -175,4 +175,4 @@ class CollectedData:
 
     def sample_bytes(self) -> int:
         """One decoded sample's bytes."""
-        return math.prod(self.manifest["shape"]) * np.dtype(self.manifest["dtype"]).itemsize
+        return sample_bytes(self.manifest["shape"], self.manifest["dtype"])
