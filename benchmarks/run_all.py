@@ -1,7 +1,7 @@
 """Run the benchmarks one after another and judge them: each script's `BENCH ... PASS|FAIL|INFO` lines are
 collected, a summary is printed last, and the exit status is 1 if any row FAILed or any script crashed.
 
-    python run_all.py            every benchmark (about 2 hours on 2 CPUs; `make bench`)
+    python run_all.py            every benchmark (`make bench`; over 3 hours on 2 CPUs, see the README)
     python run_all.py --quick    the few that take minutes, for use before every resolve (`make bench-quick`)
     python run_all.py SCRIPT...  those scripts
 
