@@ -89,10 +89,9 @@ def test_asha_stops_the_weak_trial_at_its_first_rung_and_lets_the_strong_one_fin
     assert json.loads((run_dir / "metrics.json").read_text())["best_trial"] == strong["trial"]
 
 
-
 def test_a_sweep_s_report_shows_the_data_card_it_drew_while_its_trials_trained(ray_session, tmp_path):
     """The sweep's driver draws the report's data card on a thread while it waits on the trials
-    (recipes/rundir.drawing_card): the same sample grids, raw and augmented, as drawn again afterwards."""
+    (recipes/tune.drawing_card): the same sample grids, raw and augmented, as drawn again afterwards."""
     from augtrain.artifacts.report import write_report
     from augtrain.recipes.tune import tune_job
     from conftest import smoke
@@ -103,6 +102,7 @@ def test_a_sweep_s_report_shows_the_data_card_it_drew_while_its_trials_trained(r
     during = grids.findall((run_dir / "report.html").read_text())
     assert len(during) == 2
     assert grids.findall(write_report(run_dir).read_text()) == during
+
 
 TUNE_JOBS = [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")]
 
