@@ -16,6 +16,7 @@ import requests
 import yaml
 from augtrain.cli import app
 from augtrain.training.runtime import start_ray
+from conftest import loaded_by
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,10 +176,20 @@ def test_stop_a_submitted_job(head, tmp_path):
     ],
     ids=["none", "wrong", "unreadable"],
 )
-def test_submit_without_the_token_is_refused_in_one_line(head, tmp_path, token, message):
+@pytest.mark.parametrize("command", [["submit", JOB, "train.epochs=1", "--wait"], ["list"]], ids=["submit", "list"])
+def test_a_command_without_the_token_is_refused_in_one_line(head, tmp_path, token, message, command):
+    """`submit` goes through Ray's SDK, `list` (like status, logs, stop) through the REST API: the same refusals."""
     address, _ = head
-    result = augtrain(tmp_path, "submit", JOB, "train.epochs=1", "--address", address, "--wait", **token)
-    assert message in one_error_line(result)
+    assert message in one_error_line(augtrain(tmp_path, *command, "--address", address, **token))
+
+
+def test_status_list_logs_and_stop_answer_without_importing_ray(tmp_path):
+    """They speak the Jobs REST API with the standard library (Ray's SDK costs 0.6 s to import), up to the request."""
+    for command in (["status", "raysubmit_x"], ["list"], ["logs", "raysubmit_x"], ["stop", "raysubmit_x"]):
+        run = f"from typer.testing import CliRunner; from augtrain.cli import app; " \
+              f"out = CliRunner().invoke(app, {command + ['--address', NOWHERE]!r}).output; " \
+              f"assert 'cannot reach a Ray dashboard at {NOWHERE}' in out, out"
+        assert loaded_by(run, ["ray", "requests", "aiohttp"]) == [], command
 
 
 def test_an_oversized_working_dir_is_refused_before_upload(tmp_path):

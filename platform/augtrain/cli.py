@@ -361,7 +361,8 @@ def submit(
     working_dir: Annotated[Path, typer.Option(help="uploaded as the job's working dir; must hold the job file")] = Path("."),
 ) -> None:
     """Run a job on a Ray cluster through its Jobs API, augtrain and the working dir uploaded; prints the job id."""
-    from augtrain.cluster.submit import Cluster, SubmitError, describe, package
+    from augtrain.cluster.jobs import Cluster, SubmitError, describe
+    from augtrain.cluster.submit import package
     from augtrain.config.spec import SpecError, load_job
     from augtrain.datasets.locations import is_uri
 
@@ -383,7 +384,7 @@ def submit(
         info = cluster.follow(job_id, _echo_logs)
     except (SpecError, SubmitError) as exc:
         _fail(str(exc))
-    if info.status.value != "SUCCEEDED":
+    if info["status"] != "SUCCEEDED":
         _fail(f"job {job_id} {describe(info)}", code=1)
     console.print(f"job {job_id} SUCCEEDED", markup=False)
 
@@ -391,7 +392,7 @@ def submit(
 @app.command()
 def status(job_id: str, address: ClusterAddress = None) -> None:
     """A submitted job's status: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
-    from augtrain.cluster.submit import Cluster, SubmitError, describe
+    from augtrain.cluster.jobs import Cluster, SubmitError, describe
 
     try:
         info = Cluster(address).info(job_id)
@@ -407,7 +408,7 @@ def logs(
     address: ClusterAddress = None,
 ) -> None:
     """A submitted job's logs (its driver's stdout and stderr)."""
-    from augtrain.cluster.submit import Cluster, SubmitError
+    from augtrain.cluster.jobs import Cluster, SubmitError
 
     try:
         cluster = Cluster(address)
@@ -422,7 +423,7 @@ def logs(
 @app.command()
 def stop(job_id: str, address: ClusterAddress = None) -> None:
     """Stop a submitted job."""
-    from augtrain.cluster.submit import Cluster, SubmitError
+    from augtrain.cluster.jobs import Cluster, SubmitError
 
     try:
         stopping = Cluster(address).stop(job_id)
@@ -434,15 +435,15 @@ def stop(job_id: str, address: ClusterAddress = None) -> None:
 @app.command(name="list")
 def list_jobs(address: ClusterAddress = None) -> None:
     """Jobs submitted to the cluster, oldest first: id, status, job name, entrypoint."""
-    from augtrain.cluster.submit import Cluster, SubmitError
+    from augtrain.cluster.jobs import Cluster, SubmitError
 
     try:
         jobs = Cluster(address).jobs()
     except SubmitError as exc:
         _fail(str(exc))
     for job in jobs:
-        name = (job.metadata or {}).get("augtrain_job", "-")
-        console.print(f"{job.submission_id}  {job.status.value:<9}  {name}  {job.entrypoint}", markup=False)
+        name = (job.get("metadata") or {}).get("augtrain_job", "-")
+        console.print(f"{job['submission_id']}  {job['status']:<9}  {name}  {job['entrypoint']}", markup=False)
     if not jobs:
         console.print("no submitted jobs", markup=False)
 
