@@ -54,7 +54,7 @@ def tiny_run(tmp_path, kind="image", extras=False):
                "dataset": {"path": str(dataset)}, "selected": "best", "best_epoch": 2, "history": history}
     if extras:
         add_extras(run, metrics)
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    evaluate.write_metrics(run, metrics)  # metrics.json, the confusion matrix's .json and .png
     return run
 
 
@@ -89,12 +89,18 @@ def images(html: str) -> list[bytes]:
 
 
 def test_a_single_run_has_the_core_sections_embedded_and_escaped(tmp_path):
-    html = write_report(tiny_run(tmp_path)).read_text()
+    run = tiny_run(tmp_path)
+    html = write_report(run).read_text()
     assert sections(html) == CORE
     # confusion matrix, learning curves, raw and augmented samples; every one a real PNG
     assert [Image.open(io.BytesIO(png)).format for png in images(html)] == ["PNG"] * 4
+    saved = (run / "confusion_matrix.png").read_bytes()
+    assert saved in images(html)  # the plot the run saved
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")
     assert "<b>cat" not in html and "&lt;b&gt;cat&lt;/b&gt;" in html
+
+    (run / "confusion_matrix.png").unlink()  # a run dir without it: drawn from metrics.json
+    assert saved in images(write_report(run).read_text())
 
 
 def test_kfold_tuning_and_attributions_appear_when_the_run_has_them(tmp_path):

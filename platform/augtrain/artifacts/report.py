@@ -64,7 +64,7 @@ def write_report(run_dir: Path, card: dict | None = None) -> Path:
         "spec_sections": [(name, flatten(value)) for name, value in spec.items() if value not in (None, [], {})],
         "metrics": metrics,
         "test": test,
-        "confusion": data_uri(plot_confusion, test["confusion_matrix"], test["classes"]),
+        "confusion": confusion(run_dir, test),
         "curves": data_uri(plot_curves, history, metrics.get("best_epoch")) if history else None,
         "data": card or data_card(metrics["dataset"]["path"], spec["augment"], spec["data"]["seed"],
                                   json.loads((run_dir / "normalization.json").read_text())),
@@ -91,6 +91,15 @@ def cell(value, digits: int = 4) -> str:
 
 def png_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def confusion(run_dir: Path, test: dict) -> str:
+    """The test confusion matrix: the plot `write_metrics` saved beside metrics.json (drawing it again cost a run's
+    end a quarter of a second), drawn afresh only for a run dir without it."""
+    saved = run_dir / "confusion_matrix.png"
+    if saved.is_file():
+        return png_uri(saved)
+    return data_uri(plot_confusion, test["confusion_matrix"], test["classes"])
 
 
 def data_uri(plot, *args) -> str:
