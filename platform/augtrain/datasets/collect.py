@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from blake3 import blake3
 
 from augtrain.config.spec import Data
 from augtrain.datasets.format import FORMAT, SPLITS, parse_manifest
@@ -269,7 +270,9 @@ def write_part(part: Part, out: str) -> dict:
         else:
             kept.append((split, id_, np.ascontiguousarray(sample).tobytes(), y))
     rows = {split: ([], [], []) for split in SPLITS}
-    digest = hashlib.sha256()
+    # BLAKE3: cryptographic like SHA-256, 3-4x faster; SHA-256 of every sample's bytes was a tenth of a task's
+    # time per image (benchmarks/RESULTS.md)
+    digest = blake3()
     for n in np.random.default_rng([part.seed, part.index]).permutation(len(kept)):
         split, id_, x, y = kept[n]
         digest.update(f"{id_}\0{y}\0{split}\0".encode())
@@ -292,7 +295,7 @@ def _content_hash(reader: Reader, classes: list[str], rejects: list[tuple[str, s
     """Of every part's samples, labels, splits and rejects (their digests, in order) and of the rejects
     found while listing, and of the reader's manifest fields (an audio dataset's spectrogram settings): a new
     bad record is a new version; how many tasks or nodes ran is not."""
-    digest = hashlib.sha256(json.dumps([FORMAT, classes, reader.dtype, list(reader.shape), reader.fields]).encode())
+    digest = blake3(json.dumps([FORMAT, classes, reader.dtype, list(reader.shape), reader.fields]).encode())
     for result in results:
         digest.update(result["digest"].encode())
     digest.update(json.dumps(rejects).encode())
