@@ -149,30 +149,29 @@ class Cluster:
             raise SubmitError(str(exc).strip().splitlines()[0]) from None
 
     def _client(self):
+        """Ray's SDK client (it checks the cluster's version first); call it inside `_sdk_errors`."""
         from ray.job_submission import JobSubmissionClient
 
         # Ray's client logs every packaging step and the close of each log stream; the CLI says what matters
         for name in ("ray._private.runtime_env", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        with self._sdk_errors():
-            return JobSubmissionClient(self.where, headers=self.headers)
+        return JobSubmissionClient(self.where, headers=self.headers)
 
     def submit(self, entrypoint: str, runtime_env: dict, name: str) -> str:
         """Upload the runtime env and start the job; its submission id."""
-        client = self._client()
         with self._sdk_errors():
-            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata={"augtrain_job": name})
+            return self._client().submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                             metadata={"augtrain_job": name})
 
     def follow(self, job_id: str, echo: Callable[[str], None]) -> dict:
         """Echo the job's logs as they come until it ends; its final details."""
-        client = self._client()
 
-        async def tail():
+        async def tail(client):
             async for chunk in client.tail_job_logs(job_id):
                 echo(chunk)
 
         with self._sdk_errors():
-            asyncio.run(tail())
+            asyncio.run(tail(self._client()))
         # the log stream closes as the job ends; its status may lag behind by a moment
         while (info := self.info(job_id))["status"] not in TERMINAL:
             time.sleep(0.5)
