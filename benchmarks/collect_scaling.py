@@ -10,8 +10,11 @@ object_store_memory); the cap in force is read back from the raylet's command li
 the single-process loop collect was before Ray Data (run here with --baseline): read every header,
 then decode, resize and write Parquet shards of at most 16 MiB (with collect's writer settings: only the
 labels dictionary-encoded). The two alternate, 3 repetitions per
-scale, each into a fresh output folder, while this script samples the proportional set size (PSS) of
-the process and all its descendants every 0.25 s.
+scale, each into a fresh output folder. Wall times come from runs that nothing watches; memory from
+a second run of each (collect's at every scale, the baseline's at the last), while this script samples
+the proportional set size (PSS) of the process and all its descendants every 0.25 s. (That sampling
+took 8 % of a CPU beside collect's 20 processes: the same runs timed would take it from collect's two
+busy CPUs, not from the baseline's one.)
 - memory: collect's median peak PSS at 16x / at 1x (goal <= 1.25: it streams past the object store)
 - linear: collect's median wall times against the least-squares line a + b*k; the worst deviation
   relative to the time itself (goal <= 0.15)
@@ -119,8 +122,9 @@ def object_store(root: int) -> int | None:
     return None
 
 
-def timed(side: str, images: Path, work: Path) -> tuple[float, int, int | None]:
-    """(wall seconds, peak PSS bytes of the process tree, object store bytes) of one fresh process."""
+def timed(side: str, images: Path, work: Path, sampled: bool) -> tuple[float, int, int | None]:
+    """(wall seconds, peak PSS bytes of the process tree, object store bytes) of one fresh process; not
+    `sampled`: the wall time alone, nothing watching the process."""
     env = {**os.environ, "RAY_OVERRIDE_RESOURCES": json.dumps({"object_store_memory": OBJECT_STORE})}
     env.pop("RAY_ADDRESS", None)  # an embedded Ray, never a cluster someone else runs
     if side == "augtrain":
@@ -132,7 +136,7 @@ def timed(side: str, images: Path, work: Path) -> tuple[float, int, int | None]:
         command = [sys.executable, __file__, "--baseline", str(images), str(work / "out")]
     log = work / "log.txt"
     with log.open("wb") as output:
-        wall, code, peak, store = measured(command, output, env, object_store)
+        wall, code, peak, store = measured(command, output, env, object_store, sampled)
     if code:
         sys.exit(f"{' '.join(command)} exited {code}:\n{log.read_text(errors='replace')[-4000:]}")
     return wall, peak, store
@@ -155,12 +159,18 @@ def main() -> None:
         images = image_folder(per_class * k)
         for repeat in range(repeats):
             for side in ["augtrain", "baseline"][:: 1 if repeat % 2 == 0 else -1]:  # alternating, ABBA
+                # the wall time from a run nothing watches, the memory from another run, sampled (collect's
+                # at every scale, the baseline's at the last)
                 with tempfile.TemporaryDirectory(prefix="collect_scaling-") as work:
-                    wall, peak, store = timed(side, images, Path(work))
+                    wall = timed(side, images, Path(work), sampled=False)[0]
+                peak, store = 0, None
+                if side == "augtrain" or k == scales[-1]:
+                    with tempfile.TemporaryDirectory(prefix="collect_scaling-") as work:
+                        peak, store = timed(side, images, Path(work), sampled=True)[1:]
                 runs[k][side].append((wall, peak, store))
                 cap = f", object store {store / 2**30:.2f} GiB" if store else ""
-                print(f"{k:2d}x {side:8s} #{repeat + 1}: {wall:6.1f} s, peak PSS {peak / 2**20:6.0f} MiB{cap}",
-                      flush=True)
+                memory = f", peak PSS {peak / 2**20:6.0f} MiB{cap}" if peak else ""
+                print(f"{k:2d}x {side:8s} #{repeat + 1}: {wall:6.1f} s{memory}", flush=True)
 
     last, n_last = scales[-1], per_class * scales[-1] * len(CLASSES)
     walls = {k: [run[0] for run in runs[k]["augtrain"]] for k in scales}
@@ -170,7 +180,7 @@ def main() -> None:
     setup = (f"augtrain collect (embedded Ray, {os.cpu_count()} CPUs, object store capped at "
              f"{OBJECT_STORE / 2**30:.0f} GiB, seen: {seen}) vs the baseline (1 process, 1 CPU); "
              f"{per_class * len(CLASSES)} JPEGs at 1x, {n_last} at {last}x = {n_last * SAMPLE_BYTES / 1e9:.2f} GB "
-             f"decoded at 224x224x3; {repeats} alternating repetitions per scale, median [min-max]")
+             f"decoded at 224x224x3; {repeats} alternating repetitions per scale, wall times unwatched, median [min-max]")
     def quick(name: str, result: str, goal, value: float) -> None:
         print("QUICK", name, result, goal, "PASS" if goal.met(value) else "FAIL")
 
