@@ -137,8 +137,8 @@ def measured(command: list[str], output, env: dict | None = None, watch=None,
              sampled: bool = True) -> tuple[float, int, int, object]:
     """Run `command` as a fresh process writing to `output`, sampling the PSS of its process tree every
     0.25 s: (wall seconds, exit code, peak PSS bytes, the first non-None `watch(pid)` of the samples).
-    Not `sampled`: nothing watches it (peak 0), so the sampler's CPU (8 % of one CPU beside a Ray of 20
-    processes, all in smaps_rollup) is not taken from a command that keeps every CPU busy."""
+    Not `sampled`: nothing watches it (peak 0, no `watch`), so a command that keeps every CPU busy loses
+    none to the sampler (collect_scaling.py says how much that was)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     peak, seen = [0], [None]
