@@ -107,17 +107,35 @@ def test_a_sweep_s_report_shows_the_data_card_it_drew_while_its_trials_trained(r
 TUNE_JOBS = [j for j in sorted((ROOT / "jobs").glob("*.yaml")) if j.read_text().startswith("# augtrain tune ")]
 
 
+def ended_trials(location: Path) -> set[str]:
+    """The ids of the trials that the sweep's state, as Tune saved it at `location`, lists as ended."""
+    ended = set()
+    for state in location.glob("*/tune/experiment_state-*.json"):
+        try:
+            trials = [json.loads(trial) for trial, _ in json.loads(state.read_text())["trial_data"]]
+        except json.JSONDecodeError:  # being written
+            continue
+        ended |= {trial["trial_id"] for trial in trials if trial["status"] == "TERMINATED"}
+    return ended
+
+
 def kill_after_the_first_trial(job: Path, address: str, location: Path, *overrides: str) -> dict[Path, str]:
-    """Start `augtrain tune` in its own process, kill it once a trial has finished; that trial's results."""
+    """Start `augtrain tune` in its own process, kill it once Tune has saved that a trial ended; that trial's
+    results.
+
+    Tune saves the sweep's state (and with it each trial's results) every 10 s or more by default: every
+    second here, so that an ended trial is seen while the next ones train."""
     driver = subprocess.Popen(
         [sys.executable, "-m", "augtrain.cli", "tune", str(job), *overrides, "--address", address],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "platform")},
+        env={**os.environ, "PYTHONPATH": str(ROOT / "platform"), "TUNE_GLOBAL_CHECKPOINT_S": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 300
     finished = []
     while time.time() < deadline and not finished:
-        finished = [p for p in location.glob("*/tune/*/result.json") if len(p.read_text().splitlines()) >= 2]
+        ended = ended_trials(location)
+        finished = [p for p in location.glob("*/tune/*/result.json")
+                    if any(trial in p.parent.name for trial in ended) and len(p.read_text().splitlines()) >= 2]
         time.sleep(0.5)
     assert finished, "no trial finished before the deadline"
     os.killpg(driver.pid, signal.SIGKILL)
@@ -132,7 +150,8 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
 
     # kept at a URI (pyarrow's file://, the code path of s3:// and gs://): trials checkpoint there; one worker
     # trains in the trial's process (training/local.py), two on a Ray Train worker group in the trial
-    sweep = ["tune.space={train.lr: {grid: [0.001, 0.003]}, train.batch_size: {grid: [64]}}", "tune.search=grid",
+    # three trials, one at a time: two still to train once the first has finished, so the kill lands mid-sweep
+    sweep = ["tune.space={train.lr: {grid: [0.001, 0.003, 0.01]}, train.batch_size: {grid: [64]}}", "tune.search=grid",
              "tune.scheduler.name=none", f"run.storage_path=file://{tmp_path}/bucket", f"scaling.workers={workers}"]
     kept_at = tmp_path / "bucket" / job.stem
     address = ray_session.get_runtime_context().gcs_address
@@ -153,16 +172,16 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
         assert path.stat().st_mtime == mtime
     for path, text in done_results.items():  # finished trials keep their results as they were
         assert path.read_text() == text
-    assert len(list(kept.glob("trials/*/train/checkpoint_*/model.safetensors"))) >= 2
+    assert len(list(kept.glob("trials/*/train/checkpoint_*/model.safetensors"))) >= 3
     assert (kept / "tune" / "tuner.pkl").is_file() and (kept / "metrics.json").is_file()
     trials = read_trials(run_dir)
-    assert len(trials) == 2 and {t["status"] for t in trials} == {"finished"}
+    assert len(trials) == 3 and {t["status"] for t in trials} == {"finished"}
     assert done_trials <= {t["trial"] for t in trials}  # the resumed sweep kept its finished trials, not new ones
-    assert {float(t["train.lr"]) for t in trials} == {0.001, 0.003}
+    assert {float(t["train.lr"]) for t in trials} == {0.001, 0.003, 0.01}
     assert all(int(t["epochs_run"]) == 2 for t in trials)
     best = max(trials, key=lambda t: (float(t["val_accuracy"]), -float(t["val_loss"])))
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["best_trial"] == best["trial"] and metrics["tune"]["trials"] == 2
+    assert metrics["best_trial"] == best["trial"] and metrics["tune"]["trials"] == 3
     spec = load_job(run_dir / "spec.yaml")
     assert spec.train.lr == float(best["train.lr"]) and spec.tune is None
     (checkpoint,) = (run_dir / "train").iterdir()  # the exported checkpoint is the best trial's
@@ -171,6 +190,62 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
         assert (run_dir / name).stat().st_size > 0
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "on-ray-train"])
+def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its_last_epoch(ray_session, tmp_path, workers):
+    """A sweep killed after a trial's last epoch but before Tune saved that the trial ended reruns the trial:
+    it finds every epoch kept in its storage, trains nothing and tells Tune its last epoch again (without a
+    report of the sweep's metric Tune fails the whole sweep)."""
+    from augtrain.recipes.rundir import prepare_dataset
+    from augtrain.training.loop import fit
+    from augtrain.training.plan import shared_plan
+    from augtrain.training.runtime import cluster_cpus_gpus
+    from conftest import smoke
+    from ray import tune
+
+    job = load_job(ROOT / "jobs" / "digits_cnn.yaml", smoke(tmp_path, f"scaling.workers={workers}"))
+    data = prepare_dataset(job, None, lambda line: None)
+    _, plan = shared_plan(job.scaling, 1, *cluster_cpus_gpus())
+    storage = str(tmp_path / "trial")
+    last = fit(job, data, plan, storage).metrics  # the trial's first life: both epochs, then the sweep died
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "trial" / "train").glob("checkpoint_*/**/*") if p.is_file()}
+    assert any(p.name == "model.safetensors" for p in kept)
+
+    def rerun(config):
+        fit(job, data, plan, storage, tune_trial=True)
+
+    cpus = plan.cpus_per_worker if workers == 1 else 0.25  # a trial that trains, or one that waits on its workers
+    (result,) = tune.Tuner(tune.with_resources(rerun, {"CPU": cpus}), tune_config=tune.TuneConfig(metric="val_accuracy", mode="max"),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+    assert result.error is None
+    told = result.metrics_dataframe.to_dict("records")
+    assert len(told) == 1 and told[0]["epoch"] == 1
+    assert (told[0]["val_accuracy"], told[0]["val_loss"]) == (last["val_accuracy"], last["val_loss"])
+    assert Path(told[0]["checkpoint_path"]).name == max(p.name for p in (tmp_path / "trial" / "train").glob("checkpoint_*") if p.is_dir())
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "trial" / "train").glob("checkpoint_*/**/*") if p.is_file()} == kept
+
+
 def test_a_trial_process_imports_no_sweep_reporting():
     """Each trial's process imports augtrain.recipes.trial: training's imports, not the sweep's plots and metrics."""
     assert loaded_by_import("augtrain.recipes.trial", ["matplotlib", "sklearn", "albumentations", "torchvision"]) == []
+
+
+def test_a_sweep_that_tune_fails_is_named_in_one_line_by_its_error_not_its_traceback(ray_session, tmp_path, capsys):
+    """Tune puts a traceback first in its error (here: a trial's report lacks the sweep's metric); the CLI's
+    one line names the error itself."""
+    import typer
+    from augtrain.cli import _failed
+    from ray import tune
+
+    def trainable(config):
+        tune.report({"loss": 1.0})
+
+    tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(metric="val_accuracy", mode="max"),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    with pytest.raises(Exception) as failed:
+        tuner.fit()
+    assert str(failed.value).startswith("Traceback")
+    capsys.readouterr()  # what Tune printed
+    with pytest.raises(typer.Exit):
+        _failed("tune", failed.value)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("error: tune failed: TuneError: ValueError: Trial returned a result which did not include")

@@ -32,6 +32,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _failed(what: str, exc: Exception) -> None:
+    """A failed run or sweep in one line (details are in the Ray logs above): the message's first line, or
+    where Ray put a traceback first (a trial's or a worker's error), its last line, the error itself."""
+    lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+    _fail(f"{what} failed: {type(exc).__name__}: {lines[-1] if lines[0].startswith('Traceback') else lines[0]}", code=1)
+
+
 def _summary(collected) -> None:
     from collections import Counter
 
@@ -146,7 +153,7 @@ def run(
     except BadInput as exc:
         _fail(str(exc))
     except Exception as exc:  # a failed Ray run: one line, details are in the Ray logs above
-        _fail(f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
+        _failed("run", exc)
     _report(run_dir, spec)
 
 
@@ -338,7 +345,7 @@ def tune_command(
     except BadInput as exc:
         _fail(str(exc))
     except Exception as exc:  # a failed sweep: one line, details are in the Ray logs above
-        _fail(f"tune failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", code=1)
+        _failed("tune", exc)
     _report(run_dir, spec)
 
 

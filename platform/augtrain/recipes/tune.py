@@ -185,6 +185,8 @@ def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, 
         trial = result.metrics.get("trial_id") or Path(result.path).name
         frame = result.metrics_dataframe
         records = frame.to_dict("records") if frame is not None and metric in frame else []
+        # one record per epoch: a trial rerun after all its epochs were kept reports its last one again
+        records = list({record["epoch"]: record for record in records}.values())
         # Ray keeps the best k checkpoints by the metric alone; rank among those still on disk
         kept = [r for r in records if r.get(CHECKPOINT_PATH_KEY) and is_folder(location, r[CHECKPOINT_PATH_KEY])]
         best = max(kept, key=ranking(metric, job.tune.mode)) if kept else None

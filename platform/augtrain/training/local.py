@@ -80,6 +80,10 @@ class LocalSession:
             if i not in keep:
                 remove(join(self.folder, Path(checkpoint.path).name))
         self.kept = [pair for i, pair in enumerate(candidates) if i in keep]
+        self.report_again(metrics)
+
+    def report_again(self, metrics: dict) -> None:
+        """Pass `metrics` with the newest checkpoint's path to `tell`, writing nothing."""
         if self.tell:
             self.tell(metrics, self.kept[-1][0].path)
 

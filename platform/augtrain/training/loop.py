@@ -227,6 +227,13 @@ class WorkerSession:
     def report(metrics: dict, folder: str | None) -> None:
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder) if folder else None)
 
+    @staticmethod
+    def report_again(metrics: dict) -> None:
+        """Report a kept epoch once more, with the path of the newest checkpoint (for a Tune trial), writing nothing."""
+        from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+        ray.train.report({**metrics, CHECKPOINT_PATH_KEY: ray.train.get_checkpoint().path})
+
 
 def worker_loop(config: dict) -> None:
     """A Ray Train worker's train_loop_per_worker."""
@@ -268,6 +275,11 @@ def train_loop(config: dict, session) -> None:
         schedule.load_state_dict(state["schedule"])
         progress = {name: state[name] for name in progress}
         progress["restarts"] += 1
+        if progress["epoch"] + 1 >= config["epochs"] or (config["patience"] and progress["stale"] >= config["patience"]):
+            # it had ended (a sweep killed before Tune saw the trial end reruns it): nothing to train, and its
+            # last epoch reported again, for a Tune trial fails without a report of its metric
+            session.report_again(progress["history"][-1])
+            return
 
     # one stream carries every epoch, in chunks; each worker's epoch is an equal share of the split
     # (the same number of steps everywhere, for DDP)
