@@ -196,8 +196,8 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
     it finds every epoch kept in its storage, trains nothing and tells Tune its last epoch again (without a
     report of the sweep's metric Tune fails the whole sweep)."""
     from augtrain.recipes.rundir import prepare_dataset
-    from augtrain.training.loop import fit
-    from augtrain.training.plan import shared_plan
+    from augtrain.training.loop import fit, in_process
+    from augtrain.training.plan import DRIVER_CPU, shared_plan
     from augtrain.training.runtime import cluster_cpus_gpus
     from conftest import smoke
     from ray import tune
@@ -207,13 +207,17 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
     _, plan = shared_plan(job.scaling, 1, *cluster_cpus_gpus())
     storage = str(tmp_path / "trial")
     last = fit(job, data, plan, storage).metrics  # the trial's first life: both epochs, then the sweep died
-    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "trial" / "train").glob("checkpoint_*/**/*") if p.is_file()}
+
+    def checkpoint_files():
+        return {p: p.stat().st_mtime_ns for p in (tmp_path / "trial" / "train").glob("checkpoint_*/**/*") if p.is_file()}
+
+    kept = checkpoint_files()
     assert any(p.name == "model.safetensors" for p in kept)
 
     def rerun(config):
         fit(job, data, plan, storage, tune_trial=True)
 
-    cpus = plan.cpus_per_worker if workers == 1 else 0.25  # a trial that trains, or one that waits on its workers
+    cpus = plan.cpus_per_worker if in_process(job, plan) else DRIVER_CPU  # as tune_job asks: a trial that trains, or waits
     (result,) = tune.Tuner(tune.with_resources(rerun, {"CPU": cpus}), tune_config=tune.TuneConfig(metric="val_accuracy", mode="max"),
                            run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
     assert result.error is None
@@ -221,7 +225,7 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
     assert len(told) == 1 and told[0]["epoch"] == 1
     assert (told[0]["val_accuracy"], told[0]["val_loss"]) == (last["val_accuracy"], last["val_loss"])
     assert Path(told[0]["checkpoint_path"]).name == max(p.name for p in (tmp_path / "trial" / "train").glob("checkpoint_*") if p.is_dir())
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "trial" / "train").glob("checkpoint_*/**/*") if p.is_file()} == kept
+    assert checkpoint_files() == kept
 
 
 def test_a_trial_process_imports_no_sweep_reporting():

@@ -275,7 +275,7 @@ def train_loop(config: dict, session) -> None:
         schedule.load_state_dict(state["schedule"])
         progress = {name: state[name] for name in progress}
         progress["restarts"] += 1
-        if progress["epoch"] + 1 >= config["epochs"] or (config["patience"] and progress["stale"] >= config["patience"]):
+        if progress["epoch"] + 1 >= config["epochs"] or out_of_patience(progress, config):
             # it had ended (a sweep killed before Tune saw the trial end reruns it): nothing to train, and its
             # last epoch reported again, for a Tune trial fails without a report of its metric
             session.report_again(progress["history"][-1])
@@ -329,12 +329,17 @@ def train_loop(config: dict, session) -> None:
                     log_epoch(board, board_dir, config, metrics)
                     shown.epoch(metrics)
                 session.report(metrics, folder if session.rank == 0 else None)
-            if config["patience"] and progress["stale"] >= config["patience"]:
+            if out_of_patience(progress, config):
                 break
     finally:
         if board:
             board.close()
             shown.close()
+
+
+def out_of_patience(progress: dict, config: dict) -> bool:
+    """Whether early stopping (`train.patience` epochs without a better val score) has ended the run."""
+    return bool(config["patience"]) and progress["stale"] >= config["patience"]
 
 
 def log_epoch(board: SummaryWriter, board_dir: str, config: dict, metrics: dict) -> None:
