@@ -190,8 +190,14 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials_and_exports_t
         assert (run_dir / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "on-ray-train"])
-def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its_last_epoch(ray_session, tmp_path, workers):
+# a trial that ended at its last epoch, or early (train.patience: at lr 1e-9 no val score improves on the
+# first epoch's, so 2 stale epochs end it at its third of 6)
+ENDED = {"all-epochs": ([], 1), "out-of-patience": (["train.epochs=6", "train.patience=2", "train.lr=1e-9"], 2)}
+
+
+@pytest.mark.parametrize("workers, ended", [(1, "all-epochs"), (2, "all-epochs"), (1, "out-of-patience")],
+                         ids=["in-process", "on-ray-train", "in-process-out-of-patience"])
+def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its_last_epoch(ray_session, tmp_path, workers, ended):
     """A sweep killed after a trial's last epoch but before Tune saved that the trial ended reruns the trial:
     it finds every epoch kept in its storage, trains nothing and tells Tune its last epoch again (without a
     report of the sweep's metric Tune fails the whole sweep)."""
@@ -202,11 +208,13 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
     from conftest import smoke
     from ray import tune
 
-    job = load_job(ROOT / "jobs" / "digits_cnn.yaml", smoke(tmp_path, f"scaling.workers={workers}"))
+    overrides, last_epoch = ENDED[ended]
+    job = load_job(ROOT / "jobs" / "digits_cnn.yaml", smoke(tmp_path, f"scaling.workers={workers}", *overrides))
     data = prepare_dataset(job, None, lambda line: None)
     _, plan = shared_plan(job.scaling, 1, *cluster_cpus_gpus())
     storage = str(tmp_path / "trial")
-    last = fit(job, data, plan, storage).metrics  # the trial's first life: both epochs, then the sweep died
+    last = fit(job, data, plan, storage).metrics  # the trial's first life, to its end; then the sweep died
+    assert last["epoch"] == last_epoch
 
     def checkpoint_files():
         return {p: p.stat().st_mtime_ns for p in (tmp_path / "trial" / "train").glob("checkpoint_*/**/*") if p.is_file()}
@@ -222,7 +230,7 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
                            run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
     assert result.error is None
     told = result.metrics_dataframe.to_dict("records")
-    assert len(told) == 1 and told[0]["epoch"] == 1
+    assert len(told) == 1 and told[0]["epoch"] == last_epoch
     assert (told[0]["val_accuracy"], told[0]["val_loss"]) == (last["val_accuracy"], last["val_loss"])
     assert Path(told[0]["checkpoint_path"]).name == max(p.name for p in (tmp_path / "trial" / "train").glob("checkpoint_*") if p.is_dir())
     assert checkpoint_files() == kept
