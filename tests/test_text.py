@@ -44,6 +44,7 @@ def test_a_table_quarantines_each_bad_row_with_its_line_and_keeps_the_rest(tmp_p
         file.write(("x" * 300 + ",pos\n").encode())
         file.write(b"a fine film,\n")  # no label
         file.write('"na\u00efve, and \u201cquoted\u201d",pos\n'.encode())
+        file.write(("y" * 200_000 + ",neg\n").encode())  # longer than a CSV field may be by default
     collected = collect(Data(source=str(source), text_column="text", max_text_bytes=128), tmp_path / "out")
     assert collected.manifest["kind"] == "text" and collected.manifest["shape"] == [128]
     quarantine = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()}
@@ -52,6 +53,7 @@ def test_a_table_quarantines_each_bad_row_with_its_line_and_keeps_the_rest(tmp_p
         "reviews.csv:43": "not valid utf-8: byte 4 (b'\\xe9')",
         "reviews.csv:44": "too long: 300 bytes of UTF-8 exceed data.max_text_bytes=128",
         "reviews.csv:45": "missing label: column label",
+        "reviews.csv:47": "too long: 200000 bytes of UTF-8 exceed data.max_text_bytes=128",
     }
     collected_texts = stored_texts(tmp_path / "out")
     assert collected_texts["reviews.csv:46"] == "na\u00efve, and \u201cquoted\u201d"
@@ -67,12 +69,14 @@ def test_a_declared_encoding_decodes_the_table_and_a_folder_of_files_is_a_source
     (folder / "pos" / "empty.txt").write_bytes(b"")
     (folder / "neg" / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
     (folder / "loose.txt").write_text("not in a class folder")
+    (folder / "pos" / "bom.txt").write_bytes("\ufeffa film saved with a byte-order mark".encode())
     collected = collect(Data(source=str(folder)), tmp_path / "from_folder")
     assert collected.manifest["kind"] == "text"
     quarantine = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "from_folder" / "quarantine.parquet").to_pylist()}
     assert quarantine == {"pos/empty.txt": "empty file (0 bytes)", "neg/binary.txt": "not valid utf-8: byte 1 (b'\\xff')",
                           "loose.txt": "not in a class sub-folder"}
     assert stored_texts(tmp_path / "from_folder")["pos/0000.txt"] == reviews(10)[0][0]
+    assert stored_texts(tmp_path / "from_folder")["pos/bom.txt"] == "a film saved with a byte-order mark"
 
 
 def test_eda_is_seeded_changes_words_and_takes_synonyms_from_wordnet():
@@ -85,6 +89,20 @@ def test_eda_is_seeded_changes_words_and_takes_synonyms_from_wordnet():
     assert all(sorted(a.split()) == sorted(b.split()) and a != b for a, b in zip(swapped, batch))
     deleted = TextAugmenter([{"name": "RandomDeletion", "alpha": 0.99, "p": 1.0}], 3)(batch)
     assert all(len(d.split()) >= 1 and set(d.split()) <= set(b.split()) for d, b in zip(deleted, batch))
+    # a text no transform changed is the text itself (str.split takes \x1f for a space, the tokenizer does not)
+    assert TextAugmenter([{"name": "RandomSwap", "alpha": 0.5, "p": 0.0}], 3)(["a\x1fb  c"]) == ["a\x1fb  c"]
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_a_subword_vocabulary_of_thousands_of_characters_stays_within_vocab_size(kind):
+    """Subword trainers keep every character they meet: 3,000 CJK characters would be 3,000+ ids."""
+    from augtrain.config.spec import TextSettings
+    from augtrain.modalities.text.tokens import train_tokenizer
+
+    settings = TextSettings(tokenizer=kind, vocab_size=1000)
+    trained = train_tokenizer((chr(0x4E00 + i) * 2 for i in range(3000)), settings)
+    assert tokenizer_problem({"tokenizer": trained}, 1000) is None
+    assert encode([chr(0x4E00) * 2, chr(0x4E00 + 2999)], trained, 4).max() < 1000
 
 
 def test_a_spec_names_bad_text_settings():
@@ -139,6 +157,9 @@ def test_a_short_run_learns_and_its_bundle_tokenizes_as_training_did(text_run):
     assert bundle.stats == {"tokenizer": trained} and bundle.modality.settings.max_length == 24
     ids = encode(["The movie was great!", "zyzzyva"], trained, 24)
     assert ids.shape == (2, 24) and (ids[0, :5] > 1).all() and ids[1, 0] == 1 and not ids[:, 5:].any()
+    # "[PAD]" in a text is text: the padding id 0 never comes before the text's last token
+    padded = encode(["[PAD] [PAD] great", "great [PAD]"], trained, 24)
+    assert [int((row != 0).sum()) for row in padded] == [7, 4] and not padded[0, 7:].any() and not padded[1, 4:].any()
     assert "more than the model embeds (10)" in tokenizer_problem({"tokenizer": trained}, 10)
     assert tokenizer_problem({"tokenizer": "{}"}, 20000).startswith("normalization.json: not a tokenizer")
     assert (run_dir / "explain" / "test_samples.png").stat().st_size > 10_000
@@ -201,10 +222,25 @@ def test_word_vectors_start_the_embedding_and_another_runs_rows_follow_their_tok
     for word in ("great", "awful", "movie", "film"):
         torch.testing.assert_close(cased_rows[cased_vocab[word]], rows[vocab[word]], rtol=0, atol=0)
 
+    file.write_text("great " + " ".join(["0.5"] * 12) + "\n")  # 12-d vectors for an 8-d embedding
+    refused = CliRunner().invoke(app, ["run", str(root / "job.yaml"), "model.name=text_cnn",
+                                       "model.params={embedding: 8}", f"model.vectors={file}"])
+    assert refused.exit_code == 2 and f"model.vectors: {file}:1: vectors of 12 numbers; the embedding has 8" in refused.output
     file.write_text("great 1 2 3 4 5 6 7 8\nawful 1 2\n")
     refused = CliRunner().invoke(app, ["run", str(root / "job.yaml"), "model.name=text_cnn",
                                        "model.params={embedding: 8}", f"model.vectors={file}"])
     assert refused.exit_code == 2 and f"model.vectors: {file}:2: 2 numbers after the word; the embedding has 8" in refused.output
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_dataset_collected_with_other_tokenizer_settings_is_refused(text_run, tmp_path, command):
+    """Its texts would become ids cut to another max_length than the model trained on."""
+    root, run_dir = text_run
+    collect(Data(source=str(root / "reviews.csv"), text_column="text", max_text_bytes=256,
+                 text={"max_length": 32}), tmp_path / "other")
+    result = CliRunner().invoke(app, [command, str(run_dir), "--data", str(tmp_path / "other")])
+    assert result.exit_code == 2 and "collected as text with" in result.output and '"max_length": 32' in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_served_text_decodes_as_collected(text_run):

@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from augtrain.artifacts.bundle import Bundle, load_bundle
-from augtrain.datasets.format import read_manifest
 from augtrain.datasets.stream import read_split
-from augtrain.evaluation.evaluate import run_dataset, run_dir_of
+from augtrain.evaluation.evaluate import fitting_manifest, run_dataset, run_dir_of
 
 TOLERANCE = 1e-4  # largest max-abs logit difference from the PyTorch model an export may have
 FORMATS = ("torchscript", "onnx")
@@ -34,7 +33,7 @@ def export_run(run: Path, fmt: str, out: Path | None = None, data: str | None = 
     the file written, the max abs logit difference and how many inputs it was checked on."""
     bundle = load_bundle(run, public_key)
     dataset = data or run_dataset(run)
-    inputs, _ = read_split(dataset, read_manifest(dataset), bundle.stats, "test")
+    inputs, _ = read_split(dataset, fitting_manifest(bundle, dataset), bundle.stats, "test")
     out = out or run_dir_of(run) / "export" / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     return out, export_model(bundle, fmt, inputs, out), len(inputs)
 

@@ -21,6 +21,8 @@ from pydantic import (
 from augtrain.datasets.locations import URI_SCHEMES, check_name, is_uri
 from augtrain.errors import BadInput, clip
 
+MAX_TEXT_BYTES = 1 << 20  # the longest text data.max_text_bytes may allow
+
 # A job file is written by a person: these bound what a hostile or broken one can make the parser do.
 MAX_JOB_BYTES = 1 << 20
 MAX_DEPTH = 32  # nested mappings and lists
@@ -185,7 +187,7 @@ class Data(Section):
                                    "with data.kind: text, default: text)")
     encoding: str = Field("utf-8", description="of text files and CSV tables of texts (undecodable ones are "
                           "quarantined)")
-    max_text_bytes: int = Field(4096, ge=16, le=1 << 20, description="longer texts (in UTF-8) are quarantined")
+    max_text_bytes: int = Field(4096, ge=16, le=MAX_TEXT_BYTES, description="longer texts (in UTF-8) are quarantined")
     text: TextSettings = TextSettings()
     follow_links: bool = Field(
         False, description="follow symlinks (and table paths) that lead outside the source folder; off: quarantined"

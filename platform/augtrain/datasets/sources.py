@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from augtrain.config.spec import MAX_TEXT_BYTES
 from augtrain.datasets.files import display, open_source, stamp
 from augtrain.errors import BadInput, clip
 
@@ -173,6 +174,9 @@ def _csv(source: str, offset: int = 0, line: int = 1):
         with open_source(source) as raw:
             raw.seek(offset)
             lines = _Lines(raw, offset, line - 1)
+            # a field as long as any text a job may take (UTF-8 has at most as many characters as bytes):
+            # a text over the job's bound is read, then quarantined as too long, not the file refused
+            csv.field_size_limit(MAX_TEXT_BYTES + 1)
             reader = csv.reader(lines)
             while True:
                 start, first = lines.offset, lines.line + 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from augtrain.artifacts.bundle import load_bundle
+from augtrain.artifacts.bundle import Bundle, load_bundle
 from augtrain.config.spec import Job
 from augtrain.datasets.format import read_manifest
 from augtrain.datasets.sources import SourceError
 from augtrain.datasets.stream import CollectedData, iter_split
 from augtrain.evaluation.metrics import classification_metrics, predict_logits
+from augtrain.modalities import for_manifest
 from augtrain.training.checkpoint import load_weights
 
 
@@ -42,17 +43,28 @@ def run_dataset(path: Path) -> str:
     return dataset
 
 
-def reevaluate(run: Path, dataset_dir: str | None = None, public_key: str | None = None) -> tuple[Path, dict]:
-    """Score a run's bundle on the test split of its own dataset or of another collected one."""
-    bundle = load_bundle(run, public_key)
-    run = run_dir_of(run)
-    dataset_dir = dataset_dir or run_dataset(run)
+def fitting_manifest(bundle: Bundle, dataset_dir: str) -> dict:
+    """The manifest of a collected dataset whose samples become `bundle`'s input as its training data did:
+    the same sample shape, classes and settings of the modality (a text dataset's tokenizer settings, an
+    audio dataset's sample rate); SourceError otherwise."""
     manifest = read_manifest(dataset_dir)
     if manifest["shape"] != bundle.shape or manifest["classes"] != bundle.classes:
         raise SourceError(
             f"{dataset_dir}: samples {manifest['shape']} with classes {manifest['classes']} do not fit the "
             f"model ({bundle.shape}, classes {bundle.classes})"
         )
+    if for_manifest(manifest) != bundle.modality:
+        raise SourceError(f"{dataset_dir}: collected as {manifest['kind']} with {json.dumps(bundle.modality.binding(manifest))}, "
+                          "not as the model's training data was; collect it with the run's data settings")
+    return manifest
+
+
+def reevaluate(run: Path, dataset_dir: str | None = None, public_key: str | None = None) -> tuple[Path, dict]:
+    """Score a run's bundle on the test split of its own dataset or of another collected one."""
+    bundle = load_bundle(run, public_key)
+    run = run_dir_of(run)
+    dataset_dir = dataset_dir or run_dataset(run)
+    manifest = fitting_manifest(bundle, dataset_dir)
     logits, labels = predict_logits(bundle.model, iter_split(dataset_dir, manifest, bundle.stats, "test"))
     metrics = {
         "test": classification_metrics(labels, logits.argmax(1), bundle.classes),

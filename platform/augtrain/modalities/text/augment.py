@@ -101,9 +101,9 @@ class TextAugmenter:
     def __call__(self, texts: list[str]) -> list[str]:
         out = []
         for text in texts:
-            words = text.split()
+            words, changed = text.split(), False
             for transform in self.transforms:
                 if words and self.rng.random() < transform.p:
-                    words = transform(words, self.rng)
-            out.append(" ".join(words))
+                    words, changed = transform(words, self.rng), True
+            out.append(" ".join(words) if changed else text)  # untouched, a text tokenizes as at predict time
         return out

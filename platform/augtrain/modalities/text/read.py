@@ -49,7 +49,8 @@ def listing(data: Data, labelled: bool, max_bytes: int) -> Listing:
 
 
 class TextReader(Reader):
-    """Texts -> their UTF-8 bytes, zero-padded to `max_bytes` (NUL characters dropped, ends stripped)."""
+    """Texts -> their UTF-8 bytes, zero-padded to `max_bytes` (NUL characters and a leading byte-order mark
+    dropped, ends stripped)."""
 
     dtype = "uint8"
 
@@ -65,7 +66,7 @@ class TextReader(Reader):
                 return None, f"not valid {self.encoding}: byte {exc.start + 1} ({value[exc.start:exc.start + 1]!r})"
         if not isinstance(value, (str, type(None))):  # a Parquet column of numbers, say
             return None, f"not a text: a {type(value).__name__} value"
-        text = (value or "").replace("\0", "").strip()
+        text = (value or "").replace("\0", "").removeprefix("\ufeff").strip()  # a byte-order mark is no word
         if not text:
             return None, "empty text"
         try:

@@ -26,17 +26,28 @@ def train_tokenizer(texts: Iterable[str], settings: TextSettings) -> str:
     tokenizer = Tokenizer(model(unk_token=UNK))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), *([normalizers.Lowercase()] if settings.lowercase else [])])
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # words and punctuation apart
+    # subword trainers keep every character they meet, however many (a CJK or emoji corpus: thousands, more
+    # ids than the model embeds); a quarter of the vocabulary at most is single characters, the rest UNK
+    alphabet = {} if settings.tokenizer == "word" else {"limit_alphabet": settings.vocab_size // 4}
     tokenizer.train_from_iterator(texts, trainer(vocab_size=settings.vocab_size, min_frequency=settings.min_frequency,
-                                                 special_tokens=[PAD, UNK], show_progress=False))
+                                                 special_tokens=[PAD, UNK], show_progress=False, **alphabet))
     return tokenizer.to_str()
+
+
+def _from_json(tokenizer_json: str):
+    """The tokenizer of a JSON, reading "[PAD]" or "[UNK]" in a text as text: a text that holds "[PAD]"
+    never puts the padding id among its words."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.encode_special_tokens = True
+    return tokenizer
 
 
 @functools.lru_cache(maxsize=4)
 def loaded(tokenizer_json: str, max_length: int):
     """The tokenizer of a JSON (once per process), cutting and padding to `max_length` ids."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer = _from_json(tokenizer_json)
     tokenizer.enable_truncation(max_length)
     tokenizer.enable_padding(length=max_length, pad_id=0, pad_token=PAD)
     return tokenizer
@@ -50,9 +61,7 @@ def encode(texts: list[str], tokenizer_json: str, max_length: int) -> np.ndarray
 
 def token_counts(batches: Iterable[list[str]], tokenizer_json: str) -> list[int]:
     """How many tokens each text of `batches` has before it is cut to max_length."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer = _from_json(tokenizer_json)
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return [len(e.ids) for texts in batches for e in tokenizer.encode_batch(texts)]

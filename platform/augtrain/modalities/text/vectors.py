@@ -31,8 +31,13 @@ def file_rows(location: str, vocab: dict[str, int], rows: torch.Tensor, lowercas
     with open_source(location) as raw:
         for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"), 1):
             fields = line.rstrip("\r\n").rstrip(" ").split(" ")
-            if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
-                continue  # word2vec's header: word count, dimensions
+            if number == 1:  # word2vec's header (word count, dimensions) or the first word's vector
+                header = len(fields) == 2 and all(f.isdigit() for f in fields)
+                dimensions = int(fields[1]) if header else trailing_numbers(fields)
+                if dimensions != size:
+                    raise ValueError(f"{location}:1: vectors of {dimensions} numbers; the embedding has {size}")
+                if header:
+                    continue
             if len(fields) < size + 1:
                 raise ValueError(f"{location}:{number}: {len(fields) - 1} numbers after the word; the embedding has {size}")
             word = " ".join(fields[:-size])  # a few GloVe words hold spaces
@@ -52,6 +57,18 @@ def file_rows(location: str, vocab: dict[str, int], rows: torch.Tensor, lowercas
     echo(f"model.vectors: {len(found):,} of {len(vocab):,} tokens start from {location}'s vectors; "
          "the rest from random ones")
     return rows
+
+
+def trailing_numbers(fields: list[str]) -> int:
+    """How many of a line's last fields are numbers, the first field (a word, even "1990") left out."""
+    count = 0
+    for field in reversed(fields[1:]):
+        try:
+            float(field)
+        except ValueError:
+            break
+        count += 1
+    return count
 
 
 def carried_rows(theirs: torch.Tensor, their_vocab: dict[str, int], vocab: dict[str, int],
