@@ -23,7 +23,7 @@ def test_registry_checks():
 
 SEQUENCE_CASES = [
     ("lstm", {}), ("gru", {}), ("lstm", {"bidirectional": True}), ("gru", {"bidirectional": True, "layers": 1}),
-    ("fcn", {}), ("lstm_fcn", {"shuffle": False}),
+    ("fcn", {}), ("lstm_fcn", {"shuffle": False}), ("lstm_fcn", {}),  # shuffled: T steps, zero-filled or cut
 ]
 
 

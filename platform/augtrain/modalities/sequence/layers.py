@@ -20,7 +20,8 @@ class RecurrentFeatures(nn.Module):
     steps (packed).
 
     `shuffle` is LSTM-FCN's dimension shuffle: the channels become the steps and the whole time
-    axis (zero-filled past a series' end) the features of each step.
+    axis (zero-filled past a series' end) the features of each step, exactly the T steps the model
+    was built for: a shorter series zero-filled to T as in training, a longer one cut to its first T.
     """
 
     def __init__(self, cell: str, shape: tuple[int, int], hidden: int, layers: int,
@@ -30,11 +31,12 @@ class RecurrentFeatures(nn.Module):
                                bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.size = hidden * (2 if bidirectional else 1)
-        self.shuffle = shuffle
+        self.shuffle, self.steps = shuffle, shape[0]
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if self.shuffle:
-            x = x.transpose(1, 2)
+            x = x[:, : self.steps]
+            x = nn.functional.pad(x, (0, 0, 0, self.steps - x.shape[1])).transpose(1, 2)
             valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         lengths = valid.sum(1).clamp(min=1)
         if torch.compiler.is_exporting() and not self.rnn.bidirectional:
