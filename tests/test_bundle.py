@@ -176,8 +176,10 @@ def key_pair(stem):
         ("input.json", json.dumps({"shape": [64], "dtype": "uint8"}), "model 'cnn' cannot be built for samples of shape [64]"),
         ("normalization.json", json.dumps({}), "normalization.json: expected a mean and std per channel (1)"),
         ("normalization.json", json.dumps({"mean": [0, 0, 0], "std": [1, 1, 1]}), "expected a mean and std per channel (1)"),
+        # Python's json reads NaN; a NaN mean would make every prediction NaN (and every served reply a 500)
+        ("normalization.json", '{"mean": [NaN], "std": [1]}', "normalization.json: not valid JSON: NaN is not a JSON number"),
     ],
-    ids=["deep-json", "duplicate-classes", "shape-unfit", "no-stats", "stats-per-3-channels"],
+    ids=["deep-json", "duplicate-classes", "shape-unfit", "no-stats", "stats-per-3-channels", "nan-stats"],
 )
 def test_every_value_of_a_bundle_is_checked_before_use(bundle_dir, name, text, problem):
     folder, _ = bundle_dir

@@ -242,6 +242,9 @@ def test_bad_requests_get_a_4xx_naming_the_problem(served, finished_run):
         (post_json(series_url, [[[1.0], [2.0, 3.0]]], token=None), 422, "inputs[0]: wrong shape"),
         (post_json(series_url, [[None, None]], token=None), 422, "inputs[0]: a channel with no values"),
         (post_json(series_url, [good], token=None), 422, "inputs[0]: not a series"),
+        (post_json(series_url, [[0.5] * 151], token=None), 422, "inputs[0]: too long: 151 steps; the model takes at most 150"),
+        (call(f"{series_url}/predict", b'{"inputs": [' + b"[" * 600 + b"]" * 600 + b"]}", token=None), 422,
+         "inputs[0]: lists or objects nested deeper than 8 levels"),
     ]
     for (status, reply), expected_status, message in cases:
         assert (status, message in reply.get("error", "")) == (expected_status, True), (message, status, reply)

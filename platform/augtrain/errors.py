@@ -11,3 +11,8 @@ def clip(exc: BaseException | str, limit: int = 160) -> str:
     """An error's text cut to `limit` characters: hostile input can make it any length."""
     text = str(exc)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def refuse_constant(name: str):
+    """json.loads's parse_constant: NaN and Infinity, which Python's json reads, are no JSON numbers."""
+    raise ValueError(f"{name} is not a JSON number")

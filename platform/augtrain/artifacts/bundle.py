@@ -29,7 +29,7 @@ from augtrain.artifacts.signing import BundleError, verify_bundle
 from augtrain.config.spec import Job, SpecError, dump_job, parse_job, read_yaml
 from augtrain.datasets.files import read_bytes
 from augtrain.datasets.format import HEX_DIGEST, classes_problem, layout_problem
-from augtrain.errors import clip
+from augtrain.errors import clip, refuse_constant
 from augtrain.modalities import Modality, for_model
 from augtrain.training.checkpoint import WEIGHTS
 
@@ -98,7 +98,7 @@ def load_bundle(path: str | Path, public_key: str | Path | None = None, modality
     classes = _json(folder, blobs, "classes.json")
     layout = _json(folder, blobs, "input.json")
     stats = _json(folder, blobs, "normalization.json")
-    metrics = _json(folder, blobs, "metrics.json")
+    metrics = _json(folder, blobs, "metrics.json", nan=True)
     problem = classes_problem(classes) or (
         layout_problem(layout) if isinstance(layout, dict) else "input.json: not a JSON object"
     )
@@ -162,9 +162,11 @@ def _text(folder: Path, blobs: dict[str, bytes], name: str) -> str:
         raise BundleError(f"{folder / name}: not UTF-8 text (byte {exc.start + 1})") from None
 
 
-def _json(folder: Path, blobs: dict[str, bytes], name: str):
+def _json(folder: Path, blobs: dict[str, bytes], name: str, nan: bool = False):
+    """A bundle file's JSON; NaN and Infinity only where `nan` (a diverged run's losses in metrics.json),
+    never in what the model's inputs are made with."""
     try:
-        return json.loads(_text(folder, blobs, name))
+        return json.loads(_text(folder, blobs, name), parse_constant=None if nan else refuse_constant)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
         raise BundleError(f"{folder / name}: not valid JSON: {clip(exc, 200)}") from None
 

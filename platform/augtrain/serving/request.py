@@ -12,8 +12,11 @@ import json
 from email import policy
 from email.parser import BytesParser
 
+from augtrain.errors import refuse_constant
+
 MAX_BODY_BYTES = 16 << 20  # a request's body: 16 MiB
 MAX_INPUTS = 64  # inputs in one request
+MAX_NESTING = 8  # lists and objects within one input (a series of steps is 2 deep, an image as numbers 3)
 
 
 class RequestError(Exception):
@@ -62,13 +65,9 @@ def sent_inputs(content_type: str, body: bytes) -> list[tuple[str, object]]:
     return inputs
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _json_inputs(body: bytes) -> list[tuple[str, object]]:
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        document = json.loads(body.decode("utf-8"), parse_constant=refuse_constant)
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"malformed JSON: not UTF-8 (byte {exc.start + 1})") from None
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
@@ -88,8 +87,22 @@ def _json_inputs(body: bytes) -> list[tuple[str, object]]:
         elif not isinstance(value, (list, dict)):
             raise RequestError(422, f"inputs[{i}]: expected a file's bytes in base64 (a string), nested numbers (an "
                                     "array) or an object the model's modality reads")
+        elif too_deep(value):  # Ray's serializer, handing it to a replica, fails (a 500) from about 500 levels
+            raise RequestError(422, f"inputs[{i}]: lists or objects nested deeper than {MAX_NESTING} levels")
         named.append((f"inputs[{i}]", value))
     return named
+
+
+def too_deep(value) -> bool:
+    """Whether lists and objects nest in `value` deeper than MAX_NESTING (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
 
 
 def _multipart_inputs(content_type: str, body: bytes) -> list[tuple[str, object]]:

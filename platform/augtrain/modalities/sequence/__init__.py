@@ -37,7 +37,7 @@ class SequenceModality(Modality):
     def decode_input(self, value, data, shape: list[int]):
         from augtrain.modalities.sequence.read import read_sent
 
-        return read_sent(value, shape[-1])
+        return read_sent(value, shape)
 
     def owns_transform(self, name: str) -> bool:
         from augtrain.modalities.sequence.augment import TRANSFORMS

@@ -201,11 +201,15 @@ def padded(series: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray | Non
     return out, ""
 
 
-def read_sent(value, channels: int) -> tuple[np.ndarray | None, str]:
-    """A series sent to a served model as nested numbers, (T) or (T x C), null for a missing value ("?" in a
-    .ts file) -> (the series as a file's is read, "") or (None, the reason a file's would be quarantined for)."""
+def read_sent(value, shape: list[int]) -> tuple[np.ndarray | None, str]:
+    """A series sent to a model of sample shape (T, C) as nested numbers, (T) or (T x C), null for a missing
+    value ("?" in a .ts file) -> (the series as a file's is read, "") or (None, the reason a file's would be
+    quarantined for, or that it is longer than the T steps of the model's longest training series)."""
+    steps, channels = shape
     if not isinstance(value, list) or not value:
         return None, "not a series: expected a non-empty list of numbers (T) or of lists of numbers (T x C)"
+    if len(value) > steps:  # before any list is built from it
+        return None, f"too long: {len(value)} steps; the model takes at most {steps} (its longest training series)"
     rows = value if all(isinstance(row, list) for row in value) else [[x] for x in value]
     widths = {len(row) for row in rows}
     if len(widths) != 1:
