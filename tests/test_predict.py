@@ -157,3 +157,16 @@ def test_explain_writes_attribution_maps_for_images_and_series(finished_run, fin
         assert Image.open(out / "attributions.png").size[0] > 300
     # every run already drew its test samples' maps for the report
     assert Image.open(finished_run / "explain" / "test_samples.png").size[0] > 300
+
+
+def test_a_model_trained_on_resized_images_resizes_what_it_is_sent_and_others_refuse_another_size():
+    import io
+
+    from augtrain.config.spec import Data
+    from augtrain.modalities.image.read import read_sent
+
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64), dtype=np.uint8)).save(photo, format="PNG")
+    sample, reason = read_sent(photo.getvalue(), Data(source="photos", resize=[12, 16]), [12, 16, 1])
+    assert reason == "" and sample.shape == (12, 16, 1)
+    assert read_sent(photo.getvalue(), Data(source="photos"), [12, 16, 1]) == (None, "wrong shape: 64x48 (expected 16x12)")

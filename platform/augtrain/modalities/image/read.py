@@ -99,8 +99,9 @@ def image_files(files: Listing, data: Data, shape: list[int] | None) -> Listing:
 
 
 def model_reader(data: Data, shape: list[int]) -> ImageReader:
-    """The reader of a model's inputs: images of exactly its (H, W, C) `shape`, else quarantined."""
-    return ImageReader(data, shape[2], (shape[1], shape[0]), resize=False)
+    """The reader of a model's inputs (`data`: its training data section): images of its (H, W, C) `shape`,
+    resized to it if training resized to data.resize, else of exactly that size or quarantined."""
+    return ImageReader(data, shape[2], (shape[1], shape[0]), resize=data.resize is not None)
 
 
 def read_sent(content, data: Data, shape: list[int]) -> tuple[np.ndarray | None, str]:
