@@ -158,6 +158,14 @@ def test_rewritten_classes_with_their_hash_load_but_a_signature_catches_them(bun
     assert "Hash mismatch for 'classes.json'" in refused.output
 
 
+def test_a_relative_public_key_is_resolved_where_the_command_runs(bundle_dir, tmp_path, monkeypatch):
+    """Ray actors and Serve replicas loading the bundle run in other working directories."""
+    folder, _ = bundle_dir
+    monkeypatch.chdir(tmp_path)
+    refused = CliRunner().invoke(app, ["evaluate", str(folder), "--public-key", "team.pub"])
+    assert refused.exit_code == 2 and f"{tmp_path.resolve() / 'team.pub'}: no such public key file" in refused.output
+
+
 def key_pair(stem):
     key = ec.generate_private_key(ec.SECP256R1())
     private, public = stem.with_suffix(".pem"), stem.with_suffix(".pub")

@@ -22,7 +22,9 @@ console = Console(highlight=False, soft_wrap=True)
 MESSAGE_LINE = 500  # characters: a message may quote input of any size
 PublicKey = Annotated[
     Optional[Path],
-    typer.Option(envvar="AUGTRAIN_PUBLIC_KEY", help="refuse a bundle unless this public key (PEM) verifies its signature"),
+    # resolved here: Ray actors and Serve replicas that load the bundle do not share this working directory
+    typer.Option(envvar="AUGTRAIN_PUBLIC_KEY", resolve_path=True,
+                 help="refuse a bundle unless this public key (PEM) verifies its signature"),
 ]
 
 
