@@ -346,8 +346,11 @@ def test_serve_refuses_bad_settings_before_starting(finished_run):
 def test_write_config_is_a_serve_deploy_file_whose_application_builds(finished_run, tmp_path, monkeypatch):
     """`augtrain serve RUN --write-config FILE`: Serve's own schema reads the file and its builder binds the
     application `serve deploy` would run (no cluster needed)."""
+    import shutil
+
     import yaml
     from augtrain.artifacts.bundle import load_bundle
+    from augtrain.artifacts.signing import BundleError
     from augtrain.serving.cluster_app import ServeArgs
     from augtrain.serving.scorer import local_bundle
     from pydantic import ValidationError
@@ -393,6 +396,15 @@ def test_write_config_is_a_serve_deploy_file_whose_application_builds(finished_r
     with local_bundle(f"file://{finished_run.resolve()}") as folder:
         assert load_bundle(folder).digest == digest
     assert not Path(folder).exists()
+    # only the bundle's own files are copied, each within its size bound
+    shutil.copytree(finished_run / "model", tmp_path / "kept" / "model")
+    (tmp_path / "kept" / "model" / "notes.bin").write_bytes(bytes(1 << 20))
+    with local_bundle(f"file://{tmp_path / 'kept'}") as folder:
+        assert load_bundle(folder).digest == digest and not (Path(folder) / "notes.bin").exists()
+    (tmp_path / "kept" / "model" / "classes.json").write_bytes(b" " * (17 << 20))
+    with pytest.raises(BundleError, match=r"classes.json: 17825792 bytes, more than a bundle's may be \(16777216\)"):
+        with local_bundle(f"file://{tmp_path / 'kept'}"):
+            pass
 
 
 def test_replica_plan():

@@ -47,7 +47,9 @@ def answers(bundle, samples: list[np.ndarray]) -> list[dict]:
 @contextlib.contextmanager
 def local_bundle(location: str) -> Iterator[str]:
     """A bundle kept at a URI (the bundle, or a run dir holding one), copied into a new private folder where
-    `load_bundle` verifies it, removed once loaded (a Bundle holds all it needs); a path as it is."""
+    `load_bundle` verifies it, removed once loaded (a Bundle holds all it needs); a path as it is. Only the
+    files a bundle is made of are copied, each no larger than a bundle's may be (`load_bundle` names any
+    missing one): nothing else kept beside it at the URI reaches the replica's disk."""
     from augtrain.datasets.locations import is_uri
 
     if not is_uri(location):
@@ -57,13 +59,27 @@ def local_bundle(location: str) -> Iterator[str]:
 
     import pyarrow.fs as pafs
 
-    from augtrain.datasets.storage import fetch, filesystem
+    from augtrain.artifacts.bundle import (
+        FILES,
+        MAX_BYTES,
+        MAX_METADATA_BYTES,
+        BundleError,
+    )
+    from augtrain.artifacts.signing import SIGNATURE
+    from augtrain.datasets.storage import filesystem
 
     fs, path = filesystem(location)
     if fs.get_file_info(f"{path.rstrip('/')}/model/manifest.json").type == pafs.FileType.File:
         path = f"{path.rstrip('/')}/model"
     with tempfile.TemporaryDirectory(prefix="augtrain-bundle-") as local:
-        fetch(location, path, Path(local))
+        for name in (*FILES, "manifest.json", SIGNATURE):
+            info = fs.get_file_info(f"{path.rstrip('/')}/{name}")
+            limit = MAX_BYTES.get(name, MAX_METADATA_BYTES)
+            if info.type == pafs.FileType.File and info.size > limit:
+                raise BundleError(f"{location}: {name}: {info.size} bytes, more than a bundle's may be ({limit})")
+            if info.type == pafs.FileType.File:
+                pafs.copy_files(info.path, str(Path(local) / name), source_filesystem=fs,
+                                destination_filesystem=pafs.LocalFileSystem())
         yield local
 
 
