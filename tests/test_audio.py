@@ -73,6 +73,24 @@ def test_collect_decodes_every_format_and_quarantines_every_bad_file(tmp_path):
     assert all(0.1 < peak <= 1.0 for peak in peaks.values())
 
 
+def test_a_recording_too_large_to_decode_out_of_range_or_under_one_sample_is_quarantined(tmp_path):
+    """A few KB of FLAC can claim GBs of samples; float samples near float32's limit overflow the mix-down
+    and the spectrogram; a recording of a sample at 768 kHz resamples to nothing at 1 kHz."""
+    from augtrain.modalities.audio.read import read_recording
+
+    with soundfile.SoundFile(tmp_path / "huge.flac", "w", 192000, 8, format="FLAC") as sound:
+        for _ in range(44):  # 44 s of 8 channels: 270 MB decoded, 68 KB of FLAC
+            sound.write(np.zeros((192000, 8), dtype=np.float32))
+    soundfile.write(tmp_path / "loud.wav", np.full((800, 2), 3e38, dtype=np.float32), 8000, subtype="FLOAT")
+    soundfile.write(tmp_path / "tiny.wav", np.full(1, 0.5, dtype=np.float32), 768000, subtype="FLOAT")
+    assert read_recording(str(tmp_path / "huge.flac"), 8000, 8000, 600) == (
+        None, "too large: 8448000 frames x 8 channels decode to 270,336,000 bytes (at most 268,435,456)")
+    assert read_recording(str(tmp_path / "loud.wav"), 8000, 8000, 600) == (
+        None, "out-of-range samples: peak 3e+38 (a recording's samples are about -1 to 1)")
+    assert read_recording(str(tmp_path / "tiny.wav"), 1000, 1000, 600) == (
+        None, "empty recording: shorter than one sample at 1000 Hz")
+
+
 def test_a_table_of_recordings_keeps_its_splits(tmp_path):
     files = write_recordings(tmp_path / "src", 4)
     lines = ["file,label,split"] + [f"{p.relative_to(tmp_path / 'src')},{p.parent.name},{'test' if i % 4 == 0 else ''}"

@@ -17,13 +17,14 @@ import numpy as np
 from augtrain.config.spec import Data, Spectrogram
 from augtrain.datasets.files import Refused, is_folder, open_record
 from augtrain.datasets.layouts import file_table, folder
-from augtrain.datasets.sources import Listing, Reader, SourceError
+from augtrain.datasets.sources import MAX_SAMPLE_BYTES, Listing, Reader, SourceError
 from augtrain.datasets.tasks import map_chunks
 from augtrain.errors import clip
 
 SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au"}
 MAX_CHANNELS = 64
 MAX_RATE = 768_000  # a header claiming more is not a recording
+MAX_PEAK = 1e3  # decoded samples are about +-1; a float file's beyond this would overflow the features
 COVERED = 0.95  # no data.duration: the length that 95 % of the recordings fit in
 
 
@@ -104,11 +105,15 @@ def read_recording(key: str, rate: int, length: int, max_duration: float) -> tup
         return None, "empty recording: no samples decoded"
     if not np.isfinite(wave).all():
         return None, "non-finite samples (NaN or inf)"
+    if (peak := float(np.abs(wave).max())) > MAX_PEAK:
+        return None, f"out-of-range samples: peak {peak:.3g} (a recording's samples are about -1 to 1)"
     mono = wave.mean(1)
     if source_rate != rate:
         import soxr
 
         mono = soxr.resample(mono, source_rate, rate)
+    if len(mono) == 0:
+        return None, f"empty recording: shorter than one sample at {rate} Hz"
     return fit(mono, length)[:, None].astype(np.float32), ""
 
 
@@ -137,6 +142,9 @@ def _opened(key: str, max_duration: float):
                 raise Refused("empty recording (0 frames)")
             if sound.frames / sound.samplerate > max_duration:
                 raise Refused(f"too long: {sound.frames / sound.samplerate:.1f} s exceeds data.max_duration={max_duration:g}")
+            if (decoded := sound.frames * sound.channels * 4) > MAX_SAMPLE_BYTES:  # a few KB of FLAC can claim GBs
+                raise Refused(f"too large: {sound.frames} frames x {sound.channels} channels decode to {decoded:,} "
+                              f"bytes (at most {MAX_SAMPLE_BYTES:,})")
         except Refused as refused:
             reason, sound = str(refused), None
         except soundfile.LibsndfileError as exc:  # "Format not recognised", a short header, ...
