@@ -194,10 +194,13 @@ def test_a_recollect_with_new_bad_rows_writes_the_new_quarantine(tmp_path, digit
     first = collect(Data(source=str(root)), tmp_path / "out")
     assert reasons(first) == {}
     (root / "2" / "junk.png").write_bytes(b"not an image")
+    # Pillow reads EPS by running Ghostscript on it: not a format collect opens
+    (root / "2" / "drawing.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
     second = collect(Data(source=str(root)), tmp_path / "out")
     assert not second.skipped and second.manifest["hash"] != first.manifest["hash"]
-    assert reasons(second) == {"2/junk.png": "not a readable image: no image format recognised"}
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["quarantined"] == 1
+    unread = "not a readable image: not PNG, JPEG, GIF, BMP, TIFF, WEBP, PPM, TGA"
+    assert reasons(second) == {"2/junk.png": unread, "2/drawing.png": unread}
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["quarantined"] == 2
 
 
 def test_a_spreadsheet_csv_with_a_bom_and_leading_blank_lines_reads(tmp_path, digits):

@@ -178,6 +178,8 @@ def read_header(key: str | Path, max_pixels: int):
 
 
 CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 3}
+# the raster formats read; Pillow would otherwise try all it knows, EPS among them (run through Ghostscript)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "TGA")
 
 
 @contextlib.contextmanager
@@ -186,7 +188,7 @@ def _opened(key: str | Path | io.IOBase, max_pixels: int):
     with contextlib.ExitStack() as stack:
         try:
             file = key if isinstance(key, io.IOBase) else open_record(stack, key)  # an open file: bytes sent
-            image = stack.enter_context(Image.open(file))
+            image = stack.enter_context(Image.open(file, formats=FORMATS))
             if image.size[0] * image.size[1] > max_pixels:
                 raise Refused(f"decompression bomb: {image.size[0]}x{image.size[1]} pixels exceeds "
                                f"data.max_pixels={max_pixels}")
@@ -197,7 +199,7 @@ def _opened(key: str | Path | io.IOBase, max_pixels: int):
         except Image.DecompressionBombError as exc:
             reason, image = f"decompression bomb: {exc}", None
         except UnidentifiedImageError:
-            reason, image = "not a readable image: no image format recognised", None
+            reason, image = f"not a readable image: not {', '.join(FORMATS)}", None
         except Exception as exc:  # e.g. a short PNG header raises ValueError, a bad TIFF tag KeyError
             reason, image = f"not a readable image: {type(exc).__name__}: {clip(exc)}", None
         else:
