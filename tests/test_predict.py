@@ -159,14 +159,34 @@ def test_explain_writes_attribution_maps_for_images_and_series(finished_run, fin
     assert Image.open(finished_run / "explain" / "test_samples.png").size[0] > 300
 
 
-def test_a_model_trained_on_resized_images_resizes_what_it_is_sent_and_others_refuse_another_size():
+
+def test_a_model_trained_on_resized_images_resizes_what_it_is_given_and_others_refuse_another_size(ray_session, tmp_path):
+    """Images of mixed sizes (or data.resize) are resized at collect; the manifest and the model's bundle say
+    so, and predict and serve resize their inputs as training did. Images all of one size are not resized,
+    and an input of another size is refused."""
     import io
 
     from augtrain.config.spec import Data
-    from augtrain.modalities.image.read import read_sent
+    from augtrain.datasets.collect import collect
+    from augtrain.modalities import for_manifest
 
+    rng = np.random.default_rng(0)
+    for folder, sizes in (("mixed", [(30, 30), (40, 40)]), ("same", [(30, 30)])):
+        for i in range(8):
+            (tmp_path / folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+            image = rng.integers(0, 255, sizes[(i // 2) % len(sizes)], dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / folder / f"c{i % 2}" / f"{i}.png")
     photo = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64), dtype=np.uint8)).save(photo, format="PNG")
-    sample, reason = read_sent(photo.getvalue(), Data(source="photos", resize=[12, 16]), [12, 16, 1])
-    assert reason == "" and sample.shape == (12, 16, 1)
-    assert read_sent(photo.getvalue(), Data(source="photos"), [12, 16, 1]) == (None, "wrong shape: 64x48 (expected 16x12)")
+    Image.fromarray(rng.integers(0, 255, (48, 64), dtype=np.uint8)).save(photo, format="PNG")
+    mixed = collect(Data(source=str(tmp_path / "mixed")), tmp_path / "mixed_out").manifest
+    resized = for_manifest(mixed)
+    assert mixed["resized"] is True and resized.binding(mixed) == {"resized": True}
+    sample, reason = resized.decode_input(photo.getvalue(), Data(source="x"), mixed["shape"])
+    assert reason == "" and list(sample.shape) == mixed["shape"] == [35, 35, 1]
+    with pytest.raises(ValueError, match="resized must be true or false"):
+        resized.bind({"resized": 1})
+
+    one_size = collect(Data(source=str(tmp_path / "same")), tmp_path / "one_out").manifest
+    assert "resized" not in one_size and for_manifest(one_size).binding(one_size) == {}
+    assert for_manifest(one_size).decode_input(photo.getvalue(), Data(source="x"), [30, 30, 1]) == (
+        None, "wrong shape: 64x48 (expected 30x30)")

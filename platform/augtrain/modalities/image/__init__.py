@@ -22,6 +22,15 @@ class ImageModality(Modality):
     transforms_hint = "albumentations image transforms, e.g. Affine"
     thumbnail = (0.75, 0.75)  # inches per sample in the report's grids
 
+    def __init__(self, resized: bool = False):
+        self.resized = resized  # bound to a dataset whose images were resized: a model's inputs are too
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.resized == self.resized
+
+    def __hash__(self) -> int:
+        return hash((type(self).__qualname__, self.resized))
+
     def claims(self, data) -> bool:
         from augtrain.datasets.files import is_folder
 
@@ -33,12 +42,21 @@ class ImageModality(Modality):
     def listing(self, data, labelled: bool = True, shape: list[int] | None = None):
         from augtrain.modalities.image.read import listing
 
-        return listing(data, labelled, shape)
+        return listing(data, labelled, shape, self.resized)
+
+    def bind(self, fields: dict) -> ImageModality:
+        resized = fields.get("resized", False)
+        if type(resized) is not bool:
+            raise ValueError("resized must be true or false")
+        return ImageModality(resized)
+
+    def binding(self, manifest: dict) -> dict:
+        return {"resized": True} if manifest.get("resized") else {}  # an unresized dataset's bundle as before
 
     def decode_input(self, value, data, shape: list[int]):
         from augtrain.modalities.image.read import read_sent
 
-        return read_sent(value, data, shape)
+        return read_sent(value, data, shape, self.resized)
 
     def owns_transform(self, name: str) -> bool:
         from augtrain.modalities.image.augment import is_transform

@@ -43,17 +43,18 @@ from augtrain.errors import clip
 LONGEST_DEFAULT_SIDE = 256  # images of mixed sizes, no data.resize: the median size, at most this long
 
 
-def listing(data: Data, labelled: bool = True, shape: list[int] | None = None) -> Listing:
-    """`data.source` listed; decoded later to `shape` (H, W, C) if given (a model's), else to the size
-    and channels the files agree on (or data.resize / data.channels)."""
+def listing(data: Data, labelled: bool = True, shape: list[int] | None = None, resized: bool = False) -> Listing:
+    """`data.source` listed; decoded later to `shape` (H, W, C) if given (a model's, resized to it if its
+    training images were `resized`), else to the size and channels the files agree on (or data.resize /
+    data.channels)."""
     if data.source == "sklearn-digits":
         return held(digits(), {})
     source = data.source
     if is_folder(source):
-        return image_files(folder(source, data, "images", labelled), data, shape)
+        return image_files(folder(source, data, "images", labelled), data, shape, resized)
     if Path(source).suffix == ".npz":
         return npz_images(source)
-    return table(source, data, labelled, shape)
+    return table(source, data, labelled, shape, resized)
 
 
 def digits() -> Loaded:
@@ -68,14 +69,16 @@ def digits() -> Loaded:
     return out
 
 
-def image_files(files: Listing, data: Data, shape: list[int] | None) -> Listing:
+def image_files(files: Listing, data: Data, shape: list[int] | None, resized: bool = False) -> Listing:
     """Image files to decode at one size and channel count: a model's `shape`, else data.resize and
-    data.channels, else what the files' headers (read in Ray Data tasks) agree on."""
+    data.channels, else what the files' headers (read in Ray Data tasks) agree on. A dataset whose images
+    are resized says so in its manifest (`resized`), and so do its models' bundles."""
     if shape is not None:
-        files.reader = model_reader(data, shape)
+        files.reader = model_reader(data, shape, resized)
         return files
     if data.resize and data.channels:  # every header is checked as its file is decoded
         files.reader = ImageReader(data, data.channels, tuple(data.resize[::-1]), resize=True)
+        files.reader.fields = {"resized": True}
         return files
     headers = map_chunks(read_headers, files.keys, 256, max_pixels=data.max_pixels)
     out = Listing(Reader(), rejects=list(files.rejects), fingerprint=files.fingerprint)
@@ -94,23 +97,25 @@ def image_files(files: Listing, data: Data, shape: list[int] | None) -> Listing:
     if len(sizes) > 1 and not data.resize:
         out.note = (f"images of {len(sizes)} sizes (most common {'x'.join(map(str, sizes.most_common(1)[0][0]))}): "
                     f"all resized to {size[0]}x{size[1]}; set data.resize to choose")
-    out.reader = ImageReader(data, channels, size, resize=data.resize is not None or len(sizes) > 1)
+    resize = data.resize is not None or len(sizes) > 1
+    out.reader = ImageReader(data, channels, size, resize=resize)
+    out.reader.fields = {"resized": True} if resize else {}
     return out
 
 
-def model_reader(data: Data, shape: list[int]) -> ImageReader:
-    """The reader of a model's inputs (`data`: its training data section): images of its (H, W, C) `shape`,
-    resized to it if training resized to data.resize, else of exactly that size or quarantined."""
-    return ImageReader(data, shape[2], (shape[1], shape[0]), resize=data.resize is not None)
+def model_reader(data: Data, shape: list[int], resized: bool) -> ImageReader:
+    """The reader of a model's inputs: images of its (H, W, C) `shape`, resized to it if its training
+    images were `resized`, else of exactly that size or quarantined."""
+    return ImageReader(data, shape[2], (shape[1], shape[0]), resize=resized)
 
 
-def read_sent(content, data: Data, shape: list[int]) -> tuple[np.ndarray | None, str]:
+def read_sent(content, data: Data, shape: list[int], resized: bool) -> tuple[np.ndarray | None, str]:
     """An image file's bytes sent to a served model, decoded as `predict` decodes a file of a folder."""
     if not isinstance(content, bytes):
         return None, "not an image file: send the file's bytes (base64 in JSON, or a multipart upload)"
     if not content:
         return None, "empty file (0 bytes)"
-    return model_reader(data, shape).read_one(io.BytesIO(content))
+    return model_reader(data, shape, resized).read_one(io.BytesIO(content))
 
 
 def agreed_size(sizes: Counter) -> tuple[int, int]:
@@ -269,11 +274,11 @@ class Features(Reader):
                 yield np.asarray(values, dtype=np.float32).reshape(self.shape), ""
 
 
-def table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> Listing:
+def table(source: str, data: Data, labelled: bool, shape: list[int] | None, resized: bool) -> Listing:
     """A CSV (rows named by file line) or Parquet (rows named by index) table of features or image paths;
     its label column (and data.split_column) read here, its samples by the tasks."""
     if data.path_column:
-        return image_table(source, data, labelled, shape)
+        return image_table(source, data, labelled, shape, resized)
     header = table_header(source)
     check_columns(source, header, data, labelled)
     features = data.feature_columns or [c for c in header if c not in (data.label_column, data.split_column)]
@@ -288,6 +293,6 @@ def table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> L
     return out
 
 
-def image_table(source: str, data: Data, labelled: bool, shape: list[int] | None) -> Listing:
+def image_table(source: str, data: Data, labelled: bool, shape: list[int] | None, resized: bool) -> Listing:
     """Images named by a table's data.path_column, decoded like a folder's."""
-    return image_files(file_table(source, data, labelled), data, shape)
+    return image_files(file_table(source, data, labelled), data, shape, resized)
