@@ -164,8 +164,11 @@ def test_a_lost_worker_node_is_recovered_from_the_last_checkpoint(cluster, calm_
     trainer.start()
     wait_for_checkpoints(tmp_path / "runs", 2)
     node_id = train_workers(cluster.address, "ALIVE")[0].node_id
-    cluster.add_node(num_cpus=1)  # the replacement an autoscaler would bring
+    # the node goes first, mid-run (adding one first took long enough on a loaded CI machine for the run to
+    # end before the loss), then the replacement an autoscaler would bring
     cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == node_id))
+    assert not finished, "the run ended before its worker's node was lost"
+    cluster.add_node(num_cpus=1)
     trainer.join()
     (run_dir,) = finished
     metrics = json.loads((run_dir / "metrics.json").read_text())
