@@ -136,6 +136,11 @@ def _listed_files(folder: Path) -> tuple[dict[str, str], str]:
     return files, hashlib.sha256(text).hexdigest()
 
 
+def size_limit(name: str) -> int:
+    """The most bytes a bundle's file `name` may have."""
+    return MAX_BYTES.get(name, MAX_METADATA_BYTES)
+
+
 def _read(path: Path, limit: int) -> bytes:
     """The bytes of a regular file (not a link) of at most `limit` bytes."""
     if path.is_symlink():
@@ -145,7 +150,7 @@ def _read(path: Path, limit: int) -> bytes:
 
 def _checked_bytes(file: Path, digest: str) -> bytes:
     try:
-        data = _read(file, MAX_BYTES.get(file.name, MAX_METADATA_BYTES))
+        data = _read(file, size_limit(file.name))
     except FileNotFoundError:
         raise BundleError(f"{file}: missing from the bundle") from None
     except OSError as exc:

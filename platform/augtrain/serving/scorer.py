@@ -59,27 +59,23 @@ def local_bundle(location: str) -> Iterator[str]:
 
     import pyarrow.fs as pafs
 
-    from augtrain.artifacts.bundle import (
-        FILES,
-        MAX_BYTES,
-        MAX_METADATA_BYTES,
-        BundleError,
-    )
+    from augtrain.artifacts.bundle import FILES, BundleError, size_limit
     from augtrain.artifacts.signing import SIGNATURE
     from augtrain.datasets.storage import filesystem
 
     fs, path = filesystem(location)
-    if fs.get_file_info(f"{path.rstrip('/')}/model/manifest.json").type == pafs.FileType.File:
-        path = f"{path.rstrip('/')}/model"
+    path = path.rstrip("/")
+    if fs.get_file_info(f"{path}/model/manifest.json").type == pafs.FileType.File:
+        path = f"{path}/model"
     with tempfile.TemporaryDirectory(prefix="augtrain-bundle-") as local:
         for name in (*FILES, "manifest.json", SIGNATURE):
-            info = fs.get_file_info(f"{path.rstrip('/')}/{name}")
-            limit = MAX_BYTES.get(name, MAX_METADATA_BYTES)
-            if info.type == pafs.FileType.File and info.size > limit:
-                raise BundleError(f"{location}: {name}: {info.size} bytes, more than a bundle's may be ({limit})")
-            if info.type == pafs.FileType.File:
-                pafs.copy_files(info.path, str(Path(local) / name), source_filesystem=fs,
-                                destination_filesystem=pafs.LocalFileSystem())
+            info = fs.get_file_info(f"{path}/{name}")
+            if info.type != pafs.FileType.File:
+                continue
+            if info.size > size_limit(name):
+                raise BundleError(f"{location}: {name}: {info.size} bytes, more than a bundle's may be ({size_limit(name)})")
+            pafs.copy_files(info.path, str(Path(local) / name), source_filesystem=fs,
+                            destination_filesystem=pafs.LocalFileSystem())
         yield local
 
 

@@ -43,7 +43,7 @@ from augtrain.errors import clip
 LONGEST_DEFAULT_SIDE = 256  # images of mixed sizes, no data.resize: the median size, at most this long
 
 
-def listing(data: Data, labelled: bool = True, shape: list[int] | None = None, resized: bool = False) -> Listing:
+def listing(data: Data, labelled: bool, shape: list[int] | None, resized: bool) -> Listing:
     """`data.source` listed; decoded later to `shape` (H, W, C) if given (a model's, resized to it if its
     training images were `resized`), else to the size and channels the files agree on (or data.resize /
     data.channels)."""
@@ -69,7 +69,7 @@ def digits() -> Loaded:
     return out
 
 
-def image_files(files: Listing, data: Data, shape: list[int] | None, resized: bool = False) -> Listing:
+def image_files(files: Listing, data: Data, shape: list[int] | None, resized: bool) -> Listing:
     """Image files to decode at one size and channel count: a model's `shape`, else data.resize and
     data.channels, else what the files' headers (read in Ray Data tasks) agree on. A dataset whose images
     are resized says so in its manifest (`resized`), and so do its models' bundles."""
@@ -78,7 +78,6 @@ def image_files(files: Listing, data: Data, shape: list[int] | None, resized: bo
         return files
     if data.resize and data.channels:  # every header is checked as its file is decoded
         files.reader = ImageReader(data, data.channels, tuple(data.resize[::-1]), resize=True)
-        files.reader.fields = {"resized": True}
         return files
     headers = map_chunks(read_headers, files.keys, 256, max_pixels=data.max_pixels)
     out = Listing(Reader(), rejects=list(files.rejects), fingerprint=files.fingerprint)
@@ -97,9 +96,7 @@ def image_files(files: Listing, data: Data, shape: list[int] | None, resized: bo
     if len(sizes) > 1 and not data.resize:
         out.note = (f"images of {len(sizes)} sizes (most common {'x'.join(map(str, sizes.most_common(1)[0][0]))}): "
                     f"all resized to {size[0]}x{size[1]}; set data.resize to choose")
-    resize = data.resize is not None or len(sizes) > 1
-    out.reader = ImageReader(data, channels, size, resize=resize)
-    out.reader.fields = {"resized": True} if resize else {}
+    out.reader = ImageReader(data, channels, size, resize=data.resize is not None or len(sizes) > 1)
     return out
 
 
@@ -136,8 +133,8 @@ def read_headers(keys: list[str], max_pixels: int) -> list:
 
 
 class ImageReader(Reader):
-    """Image files -> (H, W, C) uint8 of `size` (W, H) and `channels`; other sizes are resized if `resize`,
-    else quarantined."""
+    """Image files -> (H, W, C) uint8 of `size` (W, H) and `channels`; other sizes are resized if `resize`
+    (and the manifest of what it collects says `resized`), else quarantined."""
 
     dtype = "uint8"
     random_access = True
@@ -145,6 +142,7 @@ class ImageReader(Reader):
     def __init__(self, data: Data, channels: int, size: tuple[int, int], resize: bool):
         self.data, self.channels, self.size, self.resize = data, channels, tuple(size), resize
         self.shape = (size[1], size[0], channels)
+        self.fields = {"resized": True} if resize else {}
 
     def read(self, keys: list):
         for key in keys:
