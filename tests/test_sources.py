@@ -8,10 +8,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from augtrain.cli import app
 from augtrain.config.spec import Data
+from augtrain.datasets import sources
 from augtrain.datasets.collect import collect
 from augtrain.datasets.sources import SourceError
 from augtrain.modalities import read_source
@@ -144,11 +146,14 @@ def write_csv(path, text):
         ("ragged.csv", "a,b,label\n1,2,0\n\n3,4\n", "ragged.csv:4: 2 field(s), expected 3 as in the header"),
         ("long.csv", "a,label\n1,0\n" + "9" * 1_100_000 + ",1\n", "long.csv:3: not readable as CSV: field larger than field limit"),  # over the 1 MiB a text may be
         ("empty.csv", "", "empty.csv: empty file"),
+        # without strict quoting the rest of the file was one label, no row quarantined
+        ("unclosed.csv", 'path,label\na.png,"cat\nb.png,dog\nc.png,dog\n', "unclosed.csv:2: not readable as CSV: unexpected end of data"),
         ("twice.csv", "label,f1,f1\n0,1,2\n1,3,4\n", "twice.csv: duplicate column name(s) ['f1']"),
         ("corrupt.parquet", b"PAR1" + bytes(range(256)) * 4, "corrupt.parquet: not a readable Parquet file"),
         ("random.npz", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "random.npz: not a readable .npz"),
         ("single.npz", "npy", "single.npz: a single .npy array, not an .npz archive"),
         ("noarrays.npz", "npz", "noarrays.npz: missing array(s) ['x', 'y']"),
+        ("locked.npz", "encrypted", "locked.npz: not a readable .npz: RuntimeError: File 'y.npy' is encrypted"),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 20 else "",
 )
@@ -159,12 +164,42 @@ def test_a_bad_file_is_one_error_naming_it(tmp_path, name, content, problem):
         path.with_suffix(".npy").rename(path)
     elif content == "npz":
         np.savez(path, a=np.zeros(3))
+    elif content == "encrypted":  # zip's encryption flag set on every member
+        np.savez(path, x=np.zeros((3, 8, 8)), y=np.arange(3))
+        data = bytearray(path.read_bytes())
+        for signature, flag in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = data.find(signature)
+            while at >= 0:
+                data[at + flag] |= 1
+                at = data.find(signature, at + 1)
+        path.write_bytes(data)
     elif isinstance(content, bytes):
         path.write_bytes(content)
     else:
         path.write_text(content)
     one_error(collect_cli(path, "--out", tmp_path / "out"), problem)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_endless_csv_line_fails_its_file_without_being_held_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1 << 20)
+    (tmp_path / "endless.csv").write_bytes(b"path,label\na.png,0\n" + b"\0" * (3 << 20))  # no line end
+    one_error(collect_cli(tmp_path / "endless.csv", "--out", tmp_path / "out"), "endless.csv:3: not readable as CSV: a line of over 1 MiB")
+
+
+def test_labels_that_name_no_class_and_files_listed_twice_are_quarantined(tmp_path, digits):
+    root = write_digit_folder(tmp_path / "img", digits)
+    files = sorted(str(f.relative_to(root)) for f in root.rglob("*.png"))
+    labels = [float(Path(f).parent.name) for f in files]
+    labels[4] = float("nan")  # a float column's missing label
+    table = pa.table({"path": files + ["./" + files[0], files[1]], "label": labels + [0.0, 9.0]})
+    pq.write_table(table, root / "index.parquet")
+    found = reasons(collect(Data(source=str(root / "index.parquet"), path_column="path"), tmp_path / "o1"))
+    # the file of one row in two classes (or in train and test) is kept once, by its first row
+    assert found == {files[4]: "missing label", "./" + files[0]: "duplicate: the file of row 0",
+                     files[1]: "duplicate: the file of row 1"}
+    np.savez(tmp_path / "b.npz", x=digits.images[:40], y=np.array([b"odd", b"even"])[digits.target[:40] % 2])
+    assert collect(Data(source=str(tmp_path / "b.npz")), tmp_path / "o2").manifest["classes"] == ["even", "odd"]
 
 
 def test_csv_rows_are_named_by_their_true_line_and_summarised_by_kind(tmp_path, digits):

@@ -117,6 +117,15 @@ def test_sequences_stream_normalized_then_augmented(ray_session, tmp_path, mode)
     assert not np.allclose(first, second, equal_nan=True) and not np.allclose(first, clean, equal_nan=True)
 
 
+def test_series_of_huge_values_normalize_like_small_ones():
+    """A series' z-score does not depend on its scale: float32 squares of 1e20 would overflow to inf."""
+    series = np.array([[[1.0], [2.0], [3.0], [np.nan]]], dtype=np.float32)
+    small, huge = normalize(series, SERIES), normalize(series * np.float32(1e20), SERIES)
+    np.testing.assert_allclose(small[0, :3, 0], [-1.2247449, 0, 1.2247449], rtol=1e-6)
+    np.testing.assert_allclose(huge, small, rtol=1e-6)
+    assert np.isnan(huge[0, 3, 0])
+
+
 def test_the_stream_imports_without_albumentations_or_torch():
     """Ray Data's coordinators of every run and the val/test readers load this module, not the augmentation."""
     assert loaded_by_import("augtrain.datasets.stream", ["torch", "albumentations"]) == []

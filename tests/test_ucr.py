@@ -98,14 +98,30 @@ def test_tsv_label_first_and_nan_padding(tmp_path):
         ("@problemName X\n@classLabel true a b\n1,2:a\n", r"x\.ts:3: data before @data"),
         ("@problemName X\n@colour blue\n@data\n", r"x\.ts:2: unknown header tag @colour"),
         (b"@problemName X\n@classLabel true a \xff\n@data\n1,2:a\n", r"x\.ts:2: not valid UTF-8: byte 20 is 0xff"),
+        ("@problemName X\n@dimensions \u00b2\n@data\n1,2:a\n", r"x\.ts:2: @dimensions must be a whole number, got '\u00b2'"),
     ],
-    ids=["bad-header", "empty", "no-data-tag", "unknown-tag", "header-not-utf8"],
+    ids=["bad-header", "empty", "no-data-tag", "unknown-tag", "header-not-utf8", "superscript-dimensions"],
 )
 def test_a_malformed_header_names_file_and_line(tmp_path, content, problem):
     path = tmp_path / "x.ts"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ArchiveError, match=problem):
         read_series(path)
+
+
+def test_a_byte_order_mark_is_not_part_of_a_header_or_a_label(tmp_path):
+    (tmp_path / "u.ts").write_text("\ufeff" + HEADER.format(missing="false", uni="true", equal="true", dims="") + "1,2:a\n")
+    assert read_series(tmp_path / "u.ts").labels == ["a"]
+    (tmp_path / "x.tsv").write_text("\ufeff1\t0.5\t1\n\t1\t2\n")
+    series = read_series(tmp_path / "x.tsv")
+    assert series.labels == ["1"] and series.rejects == [(2, "missing label")]
+
+
+def test_labels_that_look_numeric_but_are_not_sort_as_names(tmp_path):
+    rows = [f"{label}\t{i}\t{i + 1}" for i in range(8) for label in ("1", "--1", "2", "\u00b2")]
+    (tmp_path / "x.tsv").write_text("\n".join(rows) + "\n")
+    collected = collect(Data(source=str(tmp_path / "x.tsv"), kind="sequence"), tmp_path / "out")
+    assert collected.manifest["classes"] == ["1", "2", "--1", "\u00b2"]
 
 
 def test_bad_data_lines_are_quarantined_with_their_line_and_the_rest_read(tmp_path):
@@ -170,12 +186,19 @@ def test_aeon_copy_multivariate_dataset(tmp_path):
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_npz_sequences_flat_values_with_lengths_and_padded(tmp_path):
+def test_npz_sequences_flat_values_with_lengths_and_padded(tmp_path, monkeypatch):
     lengths = np.array([3 + i % 3 for i in range(12)])
     values = np.concatenate([np.arange(n, dtype=np.float32) for n in lengths])
     np.savez(tmp_path / "r.npz", values=values, lengths=lengths, y=np.arange(12) % 2)
     manifest = collect(Data(source=str(tmp_path / "r.npz"), kind="sequence"), tmp_path / "r").manifest
     assert manifest["shape"] == [5, 1] and manifest["lengths"] == {"min": 3, "max": 5}
+    # a flat run is checked against the bound on one sample before it is read: a few KB may claim GBs
+    monkeypatch.setattr(read, "MAX_SAMPLE_BYTES", 4 * 4)
+    capped = collect(Data(source=str(tmp_path / "r.npz"), kind="sequence"), tmp_path / "capped")
+    quarantine = pq.read_table(Path(capped.path) / "quarantine.parquet").to_pylist()
+    assert capped.manifest["shape"] == [4, 1] and quarantine == [
+        {"id": f"r.npz[{i}]", "reason": "too long: 5 steps (at most 4)"} for i in (2, 5, 8, 11)]
+    monkeypatch.undo()
     np.savez(tmp_path / "bad.npz", values=values, lengths=lengths + 1, y=np.arange(12) % 2)
     with pytest.raises(SourceError, match="lengths add up to 60 but values has 48 steps"):
         collect(Data(source=str(tmp_path / "bad.npz"), kind="sequence"), tmp_path / "bad")

@@ -145,7 +145,7 @@ def collect(data: Data, out: str | Path | None = None) -> Collected:
 
 
 def _natural(name: str):
-    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+    return (0, int(name), "") if re.fullmatch(r"-?[0-9]+", name) else (1, 0, name)
 
 
 def _class_counts(classes: list[str], counts) -> dict[str, int]:

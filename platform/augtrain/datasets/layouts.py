@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from augtrain.config.spec import Data
@@ -71,7 +72,7 @@ def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, ex
         label = row.get(data.label_column, "")
         named_split = str(row.get(data.split_column) or "").strip().lower() if data.split_column else ""
         split = SPLIT_FOLDERS.get(named_split, "?") if named_split else ""
-        if label is None or (labelled and label == "") or not utf8([label]):
+        if label is None or (labelled and isinstance(label, str) and not label.strip()) or not utf8([label]):
             out.rejects.append((id_, f"missing label: column {data.label_column}" if utf8([label]) else "not valid UTF-8"))
         elif split == "?":
             out.rejects.append((id_, f"unknown split: {clip(str(row.get(data.split_column)), 40)!r} in column "
@@ -88,9 +89,9 @@ def file_table(source: str, data: Data, labelled: bool) -> Listing:
     check_columns(source, header, data, labelled)
     rows = labelled_rows(source, header, data, labelled, data.path_column)
     root = local_source(source)
-    out = Listing(Reader(), rejects=rows.rejects)
+    out, first = Listing(Reader(), rejects=rows.rejects), {}  # file -> the line or row that named it first
     fingerprint = hashlib.sha256(rows.fingerprint.encode())  # and each file's stamp
-    for id_, label, (_, name), given in zip(rows.ids, rows.labels, rows.keys, rows.given):
+    for id_, label, ((at, _), name), given in zip(rows.ids, rows.labels, rows.keys, rows.given):
         if not isinstance(name, str) or not name:
             out.rejects.append((id_, "missing path"))
             continue
@@ -102,9 +103,13 @@ def file_table(source: str, data: Data, labelled: bool) -> Listing:
             file, reason = f"{source.rsplit('/', 1)[0]}/{name}", f"outside the source folder: {display(name)}" if outside else None
         else:
             file, reason = inside(root.parent, name, data.follow_links)
+        same = None if reason else os.path.normpath(file)  # a/b.png, ./a/b.png and a/c/../b.png are one file
+        if same in first:  # one file in two rows: in two classes, or in train and test
+            reason = f"duplicate: the file of {first[same]}"
         if reason:
             out.rejects.append((id_, reason))
         else:
+            first[same] = f"line {at}" if source.endswith(".csv") else f"row {at}"
             out.add(id_, label, str(file), given)
             fingerprint.update(f"{id_}\0{stamp(str(file))}\0".encode())
     out.fingerprint = fingerprint.hexdigest()

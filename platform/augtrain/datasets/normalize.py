@@ -25,9 +25,10 @@ def normalize(samples: np.ndarray, stats: dict) -> np.ndarray:
     if stats.get("mode") == SERIES["mode"]:
         x = to_unit(samples)
         axes = tuple(range(1, x.ndim - 1))
-        mean = np.nanmean(x, axis=axes, keepdims=True)
-        std = np.nanstd(x, axis=axes, keepdims=True)
-        x = (x - mean) / np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        wide = x.astype(np.float64)  # float32 squares overflow past 1e19 (nanstd squares in its input's dtype)
+        mean = np.nanmean(wide, axis=axes, keepdims=True)
+        std = np.nanstd(wide, axis=axes, keepdims=True)
+        x = ((wide - mean) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
         return np.ascontiguousarray(x if x.ndim == 3 else x.transpose(0, 3, 1, 2))
     std = np.asarray(stats["std"], dtype=np.float64)
     std = np.where(std > 1e-8, std, 1.0)

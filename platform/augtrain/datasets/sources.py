@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import math
+import numbers
 import shutil
 import zipfile
 import zlib
@@ -29,6 +31,10 @@ from augtrain.errors import BadInput, clip
 MAX_SAMPLE_BYTES = 256 << 20  # one sample's decoded bytes: a header may claim any shape
 COPY_CHUNK = 1 << 20  # bytes a compressed .npz member is inflated by (`inflate_npz`)
 SEEK_GAP = 1 << 20  # a task reads a table's rows this many bytes apart by seeking, nearer ones by reading on
+MAX_LINE_BYTES = 64 << 20  # one line of a text file (a table's row, a series); a longer one fails the file
+# what zipfile and numpy raise for a damaged, encrypted or oddly compressed archive
+UNREADABLE_NPZ = (OSError, EOFError, KeyError, MemoryError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+                  zlib.error)
 PICKLED = (
     "holds pickled Python objects (an object array), and augtrain never unpickles a data file: store "
     "variable-length series NaN-padded in x, or flat as values + lengths (see the README)"
@@ -37,6 +43,22 @@ PICKLED = (
 
 class SourceError(BadInput):
     """The source as a whole cannot be collected (missing, empty, malformed)."""
+
+
+def class_name(label) -> str:
+    """A record's label as the name of its class: text (bytes read as UTF-8) or a number. ValueError (a
+    quarantine reason) for a label that names none: missing (None, NaN), not valid UTF-8, or not one value
+    (a list, a record)."""
+    if isinstance(label, bytes):
+        try:
+            label = label.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("label not valid UTF-8") from None
+    if label is None or (isinstance(label, numbers.Real) and math.isnan(label)):
+        raise ValueError("missing label")
+    if not isinstance(label, (str, numbers.Number)):
+        raise ValueError(f"label is not one text or number: {type(label).__name__} {clip(str(label), 40)}")
+    return str(label)
 
 
 @dataclass
@@ -51,9 +73,14 @@ class Loaded:
     rejects: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
 
     def add(self, id_: str, sample: np.ndarray, label, test: bool = False) -> None:
+        """One sample, or a quarantined one where its label names no class (`class_name`)."""
+        try:
+            self.labels.append(class_name(label))
+        except ValueError as exc:
+            self.rejects.append((id_, str(exc)))
+            return
         self.ids.append(id_)
         self.samples.append(sample)
-        self.labels.append(str(label))
         self.test.append(test)
 
 
@@ -109,11 +136,17 @@ class Listing:
     fingerprint: str = ""
     note: str = ""  # what collect's summary should tell the user (e.g. images resized)
 
-    def add(self, id_: str, label, key, given: str = "") -> None:
+    def add(self, id_: str, label, key, given: str = "") -> bool:
+        """One record, or (False) a quarantined one where its label names no class (`class_name`)."""
+        try:
+            self.labels.append(class_name(label))
+        except ValueError as exc:
+            self.rejects.append((id_, str(exc)))
+            return False
         self.ids.append(id_)
-        self.labels.append(str(label))
         self.keys.append(key)
         self.given.append(given)
+        return True
 
     def decode(self) -> Iterator[tuple[str, str, np.ndarray | None, str]]:
         """(id, label, sample or None, reason) of every record, read in this process."""
@@ -156,20 +189,22 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        text = self.raw.readline()
+        text = self.raw.readline(MAX_LINE_BYTES + 1)  # bounded: a file of one endless line is not held whole
         if not text:
             raise StopIteration
+        self.line += 1
+        if len(text) > MAX_LINE_BYTES:
+            raise csv.Error(f"a line of over {MAX_LINE_BYTES >> 20} MiB")
         # utf-8-sig: a byte-order mark some spreadsheets write is not part of the first column's name
         encoding = "utf-8-sig" if self.offset == 0 else "utf-8"
         self.offset += len(text)
-        self.line += 1
         return text.decode(encoding, errors="surrogateescape")
 
 
 def _csv(source: str, offset: int = 0, line: int = 1):
-    """(header or None, then ((line, offset), row) per non-blank row) read from `offset`; blank lines are
-    skipped, as in a spreadsheet."""
-    lines = None
+    """(header or None, then ((line, offset), row) per non-blank row) read from `offset`; blank lines (or
+    spaces only) are skipped, as in a spreadsheet."""
+    first = line  # where the row being read starts
     try:
         with open_source(source) as raw:
             raw.seek(offset)
@@ -177,16 +212,16 @@ def _csv(source: str, offset: int = 0, line: int = 1):
             # a field as long as any text a job may take (UTF-8 has at most as many characters as bytes):
             # a text over the job's bound is read, then quarantined as too long, not the file refused
             csv.field_size_limit(MAX_TEXT_BYTES + 1)
-            reader = csv.reader(lines)
+            reader = csv.reader(lines, strict=True)  # an unclosed quote fails, not swallows the rest
             while True:
                 start, first = lines.offset, lines.line + 1
                 row = next(reader, None)
                 if row is None:
                     return
-                if row:
+                if len(row) > 1 or (row and row[0].strip()):  # a line of spaces is blank too
                     yield (first, start), row
     except csv.Error as exc:
-        raise SourceError(f"{source}:{lines.line if lines else line}: not readable as CSV: {clip(exc)}") from None
+        raise SourceError(f"{source}:{first}: not readable as CSV: {clip(exc)}") from None
     except OSError as exc:
         raise SourceError(f"{source}: {clip(exc)}") from None
 
@@ -326,7 +361,7 @@ def npz_arrays(path: Path | str, layouts: list[list[str]]) -> dict[str, np.ndarr
         if "pickled data" in str(exc):  # numpy's guess for bytes with neither a zip nor an .npy header
             raise SourceError(f"{path}: not a readable .npz: no zip or .npy header (a pickle is never loaded)") from None
         raise SourceError(f"{path}: not a readable .npz: {clip(exc)}") from None
-    except (OSError, EOFError, KeyError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
+    except UNREADABLE_NPZ as exc:
         raise SourceError(f"{path}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
     for name, array in arrays.items():
         if array.ndim == 0 or (name != "y" and array.dtype.kind not in "biuf"):
@@ -363,7 +398,7 @@ def _npz(source: str):
                 yield archive
     except SourceError:
         raise
-    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as exc:
+    except (ValueError, *UNREADABLE_NPZ) as exc:
         raise SourceError(f"{source}: not a readable .npz: {type(exc).__name__}: {clip(exc)}") from None
 
 

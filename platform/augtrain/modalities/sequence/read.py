@@ -17,6 +17,7 @@ import numpy as np
 from augtrain.config.spec import Data
 from augtrain.datasets.files import display, stamp
 from augtrain.datasets.sources import (
+    MAX_SAMPLE_BYTES,
     Listing,
     NpzRows,
     Reader,
@@ -147,12 +148,17 @@ def npz_series(source: str) -> Listing:
         keys = [("x", i, 1) for i in range(len(labels))]
     channels = shape[-1] if len(shape) == (2 if flat else 3) else 1
     name, out, measured = display(Path(source).name), Listing(None), []
-    for i, (key, label, rows) in enumerate(zip(keys, labels, npz_rows(source, keys))):
+    longest, fit = MAX_SAMPLE_BYTES // (4 * channels), []  # steps of one float32 series: a flat run may claim any
+    for i, key in enumerate(keys):
+        if flat and key[2] > longest:
+            out.rejects.append((f"{name}[{i}]", f"too long: {key[2]:,} steps (at most {longest:,})"))
+        else:
+            fit.append(i)
+    for i, rows in zip(fit, npz_rows(source, [keys[i] for i in fit])):
         series = npz_one(rows, flat)
         if reason := problem(series, channels):
             out.rejects.append((f"{name}[{i}]", reason))
-        else:
-            out.add(f"{name}[{i}]", label, key)
+        elif out.add(f"{name}[{i}]", labels[i], keys[i]):
             measured.append(len(series))
     out.reader = NpzSeries(source, flat, (max(measured, default=0), channels), fields(channels, measured))
     out.fingerprint = hashlib.sha256(f"{shape}{out.reader.listed[source]}".encode()).hexdigest()

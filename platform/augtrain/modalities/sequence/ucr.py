@@ -7,6 +7,7 @@ one place the archive's files may be found.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,10 @@ from typing import Iterator
 import numpy as np
 
 from augtrain.datasets.files import open_source
-from augtrain.datasets.sources import at_offsets
+from augtrain.datasets.sources import MAX_LINE_BYTES, at_offsets
 
 BOOLEAN_TAGS = {"timestamps", "missing", "univariate", "equallength", "classlabel"}
 TAGS = BOOLEAN_TAGS | {"problemname", "dimensions", "serieslength", "targetlabel", "data"}
-MAX_LINE_BYTES = 64 << 20  # one series (millions of values); a longer line fails the file
 
 
 class ArchiveError(ValueError):
@@ -137,13 +137,17 @@ def _numbers(fields: list[str]) -> np.ndarray:
 
 
 def _tsv_row(row: str) -> tuple[np.ndarray, str]:
-    label, *fields = row.strip().split("\t") if "\t" in row else row.strip().split(",")
+    row = row.removeprefix("\ufeff").lstrip(" ").rstrip()  # a byte-order mark some editors write; a leading tab is an empty label
+    label, *fields = row.split("\t") if "\t" in row else row.split(",")
+    label = label.strip()
+    if not label:
+        raise BadLine("missing label")
     values = _numbers(fields)
     # UCR 2018 pads shorter series with trailing NaN
     valid = np.flatnonzero(~np.isnan(values))
     if len(valid) == 0:
         raise BadLine("no values")
-    return values[: valid[-1] + 1, None], label.strip().removesuffix(".0") if _is_number(label) else label.strip()
+    return values[: valid[-1] + 1, None], label.removesuffix(".0") if _is_number(label) else label
 
 
 def _is_number(value: str) -> bool:
@@ -162,7 +166,7 @@ def _header(path: Path | str, lines: Iterator) -> tuple[dict, tuple[int, int]]:
         if data:
             return header, (number, offset)
         try:
-            row = _text(row).strip()
+            row = _text(row).removeprefix("\ufeff").strip()  # a byte-order mark some editors write
         except BadLine as exc:
             raise ArchiveError(f"{path}:{number}: {exc}") from None
         seen = seen or bool(row)
@@ -186,7 +190,7 @@ def _header(path: Path | str, lines: Iterator) -> tuple[dict, tuple[int, int]]:
                 if header[tag] and not header["classes"]:
                     raise ArchiveError(f"{path}:{number}: @classLabel true lists no class labels")
         elif tag in {"dimensions", "serieslength"}:
-            if not value.isdigit():
+            if not re.fullmatch(r"[0-9]+", value):
                 raise ArchiveError(f"{path}:{number}: @{tag} must be a whole number, got {value[:40]!r}")
             header[tag] = int(value)
         else:
