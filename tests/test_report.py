@@ -7,12 +7,14 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from augtrain.artifacts.report import write_report
+from augtrain.artifacts.report import data_card, write_report
 from augtrain.config.spec import dump_job, parse_job
 from augtrain.datasets.collect import collect
+from augtrain.datasets.format import read_manifest
 from augtrain.datasets.normalize import SERIES
 from augtrain.evaluation import metrics as evaluate
 from PIL import Image
@@ -41,7 +43,8 @@ def tiny_run(tmp_path, kind="image", extras=False):
     data = {"source": str(tmp_path / "source.npz"), "path": str(tmp_path / "dataset"), "kind": kind}
     job = parse_job({"data": data, "augment": augment, "model": {"name": "cnn" if kind == "image" else "fcn"},
                      "run": {"name": "tiny"}})
-    dataset = collect(job.data).path
+    collected = collect(job.data)
+    dataset = collected.path
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     (run / "spec.yaml").write_text(dump_job(job))
@@ -51,7 +54,8 @@ def tiny_run(tmp_path, kind="image", extras=False):
     history = [{"epoch": e, "train_loss": 1 / (e + 1), "train_accuracy": 0.3 * e, "val_loss": 1.2 / (e + 1),
                 "val_accuracy": 0.25 * e, "lr": 1e-3, "restarts": 0} for e in range(3)]
     metrics = {"test": evaluate.classification_metrics(labels, np.roll(labels, 1), list(classes)),
-               "dataset": {"path": str(dataset)}, "selected": "best", "best_epoch": 2, "history": history}
+               "dataset": {"path": str(dataset), "hash": collected.manifest["hash"]}, "selected": "best", "best_epoch": 2,
+               "history": history}
     if extras:
         add_extras(run, metrics)
     evaluate.write_metrics(run, metrics)  # metrics.json, the confusion matrix's .json and .png
@@ -124,7 +128,38 @@ def test_a_missing_dataset_is_reported_not_fatal(tmp_path):
     shutil.rmtree(tmp_path / "dataset")
     html = write_report(run).read_text()
     assert sections(html) == CORE
-    assert "is gone" in html and "no manifest.json" in html
+    assert "is gone" in html and "no longer holds the dataset of hash" in html
+
+
+def test_a_run_s_dataset_collected_again_since_is_found_by_its_hash(tmp_path):
+    """A changed source collected again at the run's data.path moves the run's version aside (<path>@<hash12>):
+    the report's data card and `evaluate` read that version, not the new data (another split, in which the
+    run's training samples can sit in test)."""
+    from augtrain.evaluation.evaluate import run_dataset
+
+    run = tiny_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    before = data_card(metrics["dataset"], [], 0, SERIES)["totals"]
+    with np.load(tmp_path / "source.npz") as source:
+        np.savez(tmp_path / "source.npz", **{name: source[name][:-6] for name in source.files})  # 6 samples fewer
+    collect(parse_job({"data": {"source": str(tmp_path / "source.npz"), "path": str(tmp_path / "dataset")}}).data)
+    kept = f"{tmp_path / 'dataset'}@{metrics['dataset']['hash'][:12]}"
+    assert run_dataset(run) == kept and Path(kept, "manifest.json").is_file()
+    assert data_card(metrics["dataset"], [], 0, SERIES)["totals"] == before
+    assert sum(data_card({"path": str(tmp_path / "dataset"), "hash": read_manifest(tmp_path / "dataset")["hash"]},
+                         [], 0, SERIES)["totals"]) == sum(before) - 6
+
+
+@pytest.mark.parametrize("damage, problem", [("metrics.json", "{run}: not readable as a run dir: JSONDecodeError"),
+                                            ("spec.yaml", "{run}/spec.yaml: not valid YAML")])
+def test_a_damaged_run_dir_is_an_error_not_a_traceback(tmp_path, damage, problem):
+    from augtrain.cli import app
+    from typer.testing import CliRunner
+
+    run = tiny_run(tmp_path)
+    (run / damage).write_text("{[" if damage == "metrics.json" else "data: [unclosed\n")
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 2 and result.output.startswith("error: " + problem.format(run=run)), result.output
 
 
 # --- in a real browser -------------------------------------------------------------------------

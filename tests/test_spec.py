@@ -87,6 +87,19 @@ def test_bad_files_and_overrides(tmp_path):
         load_job(JOBS[0], ["train.lr"])
 
 
+def test_numbers_in_exponent_form_are_numbers_and_bounds_hold(tmp_path):
+    job = tmp_path / "job.yaml"  # PyYAML reads 1e-4 (no dot) as text: a sweep refused its loguniform bounds
+    job.write_text("data: {source: sklearn-digits}\ntrain: {lr: 1e-4}\ntune:\n  space:\n    train.lr: {loguniform: [1e-4, 1E-1]}\n")
+    spec = load_job(job)
+    assert spec.train.lr == 1e-4 and spec.tune.space["train.lr"] == {"loguniform": [1e-4, 0.1]}
+    with pytest.raises(SpecError) as bad:
+        load_job(JOBS[0], ["data.resize=[0, 0]", "train.lr=.inf", "data.encoding=base64", "data.image_shape=[-1, 2, 3]"])
+    message = str(bad.value)
+    assert "5 bad field(s)" in message and "data.resize.0: Input should be greater than 0" in message
+    assert "train.lr: Input should be a finite number" in message and "data.image_shape.0: Input should be greater than 0" in message
+    assert "data.encoding: base64: only encodings that keep ASCII as ASCII are read" in message
+
+
 def test_elastic_workers_placement_and_storage_paths():
     spec = load_job(JOBS[0], ["scaling.workers=[1, 3]", "scaling.placement=pack"])
     assert spec.scaling.workers == (1, 3) and spec.scaling.max_workers == 3 and spec.scaling.placement == "pack"

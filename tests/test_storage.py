@@ -84,10 +84,42 @@ def test_an_interrupted_run_at_a_uri_is_resumed_and_a_finished_one_is_not(tmp_pa
     assert run_location(job, lines.append) == first
     assert lines == [f"resuming the interrupted run {first} from its last checkpoint"]
 
-    (run_dir / "metrics.json").write_text("{}")  # finished: a re-run starts a new run beside it
+    # scored, but stopped before its last output (a bundle, attributions or report that failed): resumed,
+    # where it used to start over and train again beside a run dir without a model
+    (run_dir / "metrics.json").write_text("{}")
+    publish(run_dir, first)
+    assert run_location(job, lines.append) == first and len(lines) == 2
+
+    (run_dir / "report.html").write_text("<html></html>")  # finished: a re-run starts a new run beside it
     publish(run_dir, first)
     second = run_location(job, lines.append)
-    assert second != first and second.startswith(f"file://{tmp_path}/runs/digits_cnn/") and len(lines) == 1
+    assert second != first and second.startswith(f"file://{tmp_path}/runs/digits_cnn/") and len(lines) == 2
+
+
+HOLD = "import sys; from augtrain.recipes.rundir import open_run_dir; open_run_dir(sys.argv[1]); print('open', flush=True); sys.stdin.read()"
+
+
+def test_a_run_still_running_in_another_process_is_not_resumed_by_a_second_run(tmp_path):
+    """Two runs of one job at once: the second used to take the first's folder for an interrupted run and
+    write its checkpoints, metrics and bundle into it."""
+    job = load_job(JOB, [f"run.storage_path={tmp_path}/runs"])
+    running = Path(run_location(job, print))
+    running.mkdir(parents=True)
+    (running / "spec.yaml").write_text(dump_job(job))
+    other = subprocess.Popen([sys.executable, "-c", HOLD, str(running)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(JOBS_DIR.parent / "platform")})
+    try:
+        assert other.stdout.readline() == "open\n"
+        lines = []
+        assert run_location(job, lines.append) != str(running)
+        assert lines == [f"{running} is still running in another process: a new run beside it"]
+        with pytest.raises(SpecError, match="in use by another augtrain process"):
+            open_run_dir(str(running))
+    finally:
+        other.communicate("")  # its stdin closed: it exits, and its lock goes with it
+    lines = []
+    assert run_location(job, lines.append) == str(running)
+    assert lines == [f"resuming the interrupted run {running} from its last checkpoint"]
 
 
 def test_an_unknown_uri_scheme_is_refused():

@@ -28,6 +28,21 @@ def test_a_run_is_logged_to_a_local_mlflow_file_store(finished_run, tmp_path, mo
     assert {"metrics.json", "spec.yaml", "model/model.safetensors", "model/manifest.json"} <= artifacts
 
 
+def test_a_tracking_store_that_fails_is_told_and_the_finished_run_kept(finished_run, tmp_path, monkeypatch):
+    """The run's outputs are all written before MLflow is asked; its failure is one warning line, and the run
+    is finished (a re-run would otherwise train it again from scratch)."""
+    from augtrain.recipes.run import run_job
+
+    (tmp_path / "taken").write_text("a file where MLflow's file store would be a folder")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "taken").as_uri())
+    lines = []
+    run_dir = run_job(load_job(finished_run / "spec.yaml", [f"run.storage_path={tmp_path / 'runs'}", "run.mlflow=true"]),
+                      echo=lines.append)
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        next(line for line in lines if line.startswith("warning: the run was not logged to MLflow: "))]
+    assert (run_dir / "report.html").is_file() and (run_dir / "model" / "manifest.json").is_file()
+
+
 def read_scalars(folder):
     """(tag, step, value) of every scalar in the TensorBoard event files under `folder` (TFRecord framing)."""
     from tensorboardX.proto import event_pb2

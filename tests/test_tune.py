@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from augtrain.config.spec import SpecError, load_job, parse_job
-from augtrain.recipes.tune import search_space
+from augtrain.config.spec import SpecError, Tune, load_job, parse_job
+from augtrain.recipes.tune import _scheduler, search_space
 from conftest import loaded_by_import
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,11 @@ def with_tune(**tune):
         ({"train.learning_rate": {"choice": [0.1]}}, "tune.space: unknown field 'train.learning_rate'"),
         ({"train.batch_size": {"choice": [32, 0]}}, "tune.space.train.batch_size: 0 is not valid: train.batch_size: Input should be greater than or equal to 1"),
         ({"train.optimizer": {"grid": ["adam", "lion"]}}, "tune.space.train.optimizer: 'lion' is not valid"),
-        ({"data.resize": {"choice": [[8, 8], [16, 16]]}}, "tune.space: data.resize: a sweep collects its data once"),
+        ({"data.resize": {"choice": [[8, 8], [16, 16]]}}, "tune.space: data.resize: a sweep collects its data, plans"),
+        # set once for the sweep: each trial would run with the base job's value while its spec said otherwise
+        ({"eval.kfold": {"choice": [3, 5]}}, "tune.space: eval.kfold: a sweep collects its data, plans its workers"),
+        ({"scaling.workers": {"choice": [1, 2]}}, "tune.space: scaling.workers: a sweep"),
+        ({"model.init_from": {"choice": ["runs/a", "runs/b"]}}, "tune.space: model.init_from: a sweep"),
         ({}, "empty search space"),
     ],
 )
@@ -42,6 +46,18 @@ def test_bad_search_spaces_are_refused_before_ray(space, problem):
     with pytest.raises(SpecError) as caught:
         parse_job(with_tune(space=space))
     assert problem in str(caught.value)
+
+
+def test_a_sweep_s_mode_follows_its_metric_and_asha_s_horizon_its_longest_trial():
+    space = {"train.lr": {"choice": [1e-3, 1e-2]}}
+    assert parse_job(with_tune(space=space, metric="val_loss")).tune.mode == "min"
+    assert parse_job(with_tune(space=space)).tune.mode == "max"
+    with pytest.raises(SpecError, match="mode: val_loss is best at its minimum: mode min"):
+        parse_job(with_tune(space=space, metric="val_loss", mode="max"))  # it would pick the worst trial
+    with pytest.raises(SpecError, match=r"grace_period: 40 epochs, more than a trial trains \(30\)"):
+        parse_job(with_tune(space=space, scheduler={"grace_period": 40}))
+    longer = parse_job(with_tune(space={"train.epochs": {"choice": [10, 50]}}, scheduler={"grace_period": 40}))
+    assert longer.most_epochs() == 50 and _scheduler(longer)._max_t == 50  # a 50-epoch trial is not cut at 30
 
 
 def test_search_space_maps_to_tune_domains():
@@ -223,7 +239,7 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
     assert any(p.name == "model.safetensors" for p in kept)
 
     def rerun(config):
-        fit(job, data, plan, storage, tune_trial=True)
+        fit(job, data, plan, storage, trial=Tune(space={"train.lr": {"choice": [job.train.lr]}}))
 
     cpus = plan.cpus_per_worker if in_process(job, plan) else DRIVER_CPU  # as tune_job asks: a trial that trains, or waits
     (result,) = tune.Tuner(tune.with_resources(rerun, {"CPU": cpus}), tune_config=tune.TuneConfig(metric="val_accuracy", mode="max"),
@@ -234,6 +250,34 @@ def test_a_rerun_trial_whose_epochs_were_all_kept_trains_nothing_and_reports_its
     assert (told[0]["val_accuracy"], told[0]["val_loss"]) == (last["val_accuracy"], last["val_loss"])
     assert Path(told[0]["checkpoint_path"]).name == max(p.name for p in (tmp_path / "trial" / "train").glob("checkpoint_*") if p.is_dir())
     assert checkpoint_files() == kept
+
+
+def test_a_trial_keeps_its_checkpoints_by_the_sweep_s_metric(ray_session, tmp_path):
+    """A sweep for the lowest val_loss keeps the epoch of the lowest val_loss, not of the best accuracy (it
+    kept the best accuracy's whatever the metric, and ranked its trials among those)."""
+    from augtrain.recipes.rundir import prepare_dataset
+    from augtrain.training.loop import fit, ranking
+    from augtrain.training.plan import shared_plan
+    from augtrain.training.runtime import cluster_cpus_gpus
+    from conftest import smoke
+    from ray import tune
+
+    job = load_job(ROOT / "jobs" / "digits_cnn.yaml", smoke(tmp_path, "train.epochs=8", "train.lr=0.003", "train.keep_checkpoints=1"))
+    data = prepare_dataset(job, None, lambda line: None)
+    _, plan = shared_plan(job.scaling, 1, *cluster_cpus_gpus())
+    sweep = Tune(space={"train.lr": {"choice": [job.train.lr]}}, metric="val_loss")
+
+    def trial(config):
+        fit(job, data, plan, str(tmp_path / "trial"), trial=sweep)
+
+    (result,) = tune.Tuner(tune.with_resources(trial, {"CPU": plan.cpus_per_worker}),
+                           tune_config=tune.TuneConfig(metric="val_loss", mode="min"),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+    history = result.metrics_dataframe.to_dict("records")
+    lowest_loss = min(history, key=lambda epoch: epoch["val_loss"])["epoch"]
+    assert lowest_loss != max(history, key=ranking())["epoch"]  # the two metrics disagree on this run
+    kept = sorted(p.name for p in (tmp_path / "trial" / "train").glob("checkpoint_*"))
+    assert kept == sorted({f"checkpoint_{lowest_loss:06d}", f"checkpoint_{history[-1]['epoch']:06d}"})
 
 
 def test_a_trial_process_imports_no_sweep_reporting():

@@ -304,7 +304,13 @@ def report(run: Annotated[Path, typer.Argument(help="a run dir")]) -> None:
 
     if not (run / "metrics.json").is_file():
         _fail(f"{run}: not a finished run dir (no metrics.json)")
-    console.print(f"report: {write_report(run)}", markup=False)
+    try:
+        written = write_report(run)
+    except BadInput as exc:  # its spec.yaml, edited since
+        _fail(str(exc))
+    except (ValueError, KeyError, OSError) as exc:  # a run dir damaged since it was written
+        _fail(f"{run}: not readable as a run dir: {type(exc).__name__}: {clip(str(exc))}")
+    console.print(f"report: {written}", markup=False)
 
 
 @app.command()

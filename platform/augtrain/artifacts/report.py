@@ -20,7 +20,13 @@ from jinja2 import Environment, PackageLoader  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from augtrain.config.spec import flatten, read_yaml  # noqa: E402
-from augtrain.datasets.format import SPLITS, decode_samples, read_manifest, split_files  # noqa: E402
+from augtrain.datasets.format import (  # noqa: E402
+    SPLITS,
+    dataset_version,
+    decode_samples,
+    read_manifest,
+    split_files,
+)
 from augtrain.datasets.sources import SourceError  # noqa: E402
 from augtrain.datasets.storage import open_input  # noqa: E402
 from augtrain.evaluation.metrics import plot_confusion  # noqa: E402
@@ -66,7 +72,7 @@ def write_report(run_dir: Path, card: dict | None = None) -> Path:
         "test": test,
         "confusion": confusion(run_dir, test),
         "curves": data_uri(plot_curves, history, metrics.get("best_epoch")) if history else None,
-        "data": card or data_card(metrics["dataset"]["path"], spec["augment"], spec["data"]["seed"],
+        "data": card or data_card(metrics["dataset"], spec["augment"], spec["data"]["seed"],
                                   json.loads((run_dir / "normalization.json").read_text())),
         "tuning": tuning(run_dir, metrics),
         "attributions": [(png.stem, png_uri(png)) for png in sorted((run_dir / "explain").glob("*.png"))],
@@ -133,10 +139,12 @@ def plot_curves(history: list[dict], best_epoch: int | None, out) -> None:
     save(figure, out)
 
 
-def data_card(dataset: str, augment: list[dict], seed: int, stats: dict) -> dict:
+def data_card(dataset: dict, augment: list[dict], seed: int, stats: dict) -> dict:
     """Class counts per split, the modality's profile of the data (text: lengths) and sample grids (raw, and
-    augmented as `augment` with `seed` does in training); `missing` says why when the dataset is gone."""
+    augmented as `augment` with `seed` does in training) of `dataset` (a run's: its path and hash, see
+    `dataset_version`); `missing` says why when the dataset is gone."""
     try:
+        dataset = dataset_version(dataset["path"], dataset["hash"])
         manifest = read_manifest(dataset)
     except SourceError as exc:
         return {"missing": str(exc)}

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -34,7 +35,8 @@ class SpecError(BadInput):
 
 
 class _JobLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (plain data only) that refuses a key given twice in one mapping."""
+    """PyYAML's safe loader (plain data only) that refuses a key given twice in one mapping, and reads 1e-4 as
+    a number (YAML 1.2; PyYAML's YAML 1.1 wants 1.0e-4 and reads 1e-4 as text)."""
 
     def flatten_mapping(self, node):
         # checked before merge keys (<<) are flattened in: merged keys may repeat explicit ones
@@ -49,6 +51,11 @@ class _JobLoader(yaml.SafeLoader):
                         )
                     seen.add(key.value)
         super().flatten_mapping(node)
+
+
+_JobLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def read_yaml(text: str, origin: str) -> Any:
@@ -90,7 +97,7 @@ def _check_size(raw: Any, origin: str) -> None:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def known_scheme(location: str | None) -> str | None:
@@ -149,7 +156,11 @@ def ascii_compatible(encoding: str) -> str:
         name = codecs.lookup(encoding).name
     except LookupError:
         raise ValueError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
-    if ',"\n'.encode(name) != b',"\n':
+    try:
+        kept = ',"\n'.encode(name) == b',"\n'
+    except LookupError:  # a codec of bytes to bytes (base64, hex) or of text to text (rot13)
+        kept = False
+    if not kept:
         raise ValueError(f"{encoding}: only encodings that keep ASCII as ASCII are read (utf-8, latin-1, cp1252, ...)")
     return name
 
@@ -172,8 +183,8 @@ class Data(Section):
     split_column: str | None = Field(None, description="a table's column that gives each row's split (train, val or "
                                      "test; empty: drawn like the rest)")
     feature_columns: list[str] | None = None
-    image_shape: tuple[int, int, int] | None = Field(None, description="(H, W, C) of table feature rows")
-    resize: tuple[int, int] | None = Field(None, description="(H, W) every image is resized to; default: the size all "
+    image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(None, description="(H, W, C) of table feature rows")
+    resize: tuple[PositiveInt, PositiveInt] | None = Field(None, description="(H, W) every image is resized to; default: the size all "
                                            "images share, else their median size (at most 256 on the longer side)")
     channels: Literal[1, 3] | None = None
     max_pixels: int = Field(40_000_000, gt=0, description="larger images are quarantined as decompression bombs")
@@ -320,6 +331,8 @@ class Run(Section):
 
 
 DISTRIBUTIONS = {"loguniform", "uniform", "randint", "choice", "grid"}
+# fields a sweep sets once for all its trials (their data, plan, starting weights, run folder and evaluation)
+SWEPT_ONCE = ("data.", "eval.", "scaling.", "run.", "model.weights", "model.init_from", "model.vectors")
 
 
 class Scheduler(Section):
@@ -334,7 +347,7 @@ class Tune(Section):
     space: dict[str, dict[str, list]]
     samples: int = Field(1, ge=1, description="random samples (grid: repeats of the grid)")
     metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] = Field(description="min for a loss, max for an accuracy (the default: set by the metric)")
     search: Literal["random", "grid", "optuna"] = "random"
     scheduler: Scheduler = Scheduler()
     max_concurrent: int | None = Field(None, ge=1, description="default: planned from the cluster")
@@ -358,6 +371,17 @@ class Tune(Section):
             elif kind == "randint" and not all(isinstance(a, int) for a in args):
                 raise ValueError(f"{path}: randint needs integer bounds, got {args}")
         return space
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_of_the_metric(cls, raw: Any) -> Any:
+        """A sweep that maximized a loss would pick its worst trial: mode follows the metric."""
+        if isinstance(raw, dict):
+            best = "min" if str(raw.get("metric", "")).endswith("_loss") else "max"
+            if raw.get("mode", best) != best:
+                raise ValueError(f"mode: {raw['metric']} is best at its {best}imum: mode {best} (or leave mode out)")
+            raw = {**raw, "mode": best}
+        return raw
 
     def candidates(self, path: str) -> list:
         """The values of `path` worth checking before any trial starts: every choice, or both bounds."""
@@ -406,9 +430,9 @@ class Job(Section):
         for path in self.tune.space:
             if not _has_path(base, path):
                 raise ValueError(f"tune.space: unknown field {path!r}")
-            if path.startswith("data."):  # every trial would silently train on the one dataset
-                raise ValueError(f"tune.space: {path}: a sweep collects its data once for every trial; sweep "
-                                 "data settings (resize, spectrogram, ...) as separate runs")
+            if path.startswith(SWEPT_ONCE):  # every trial would silently run with the base job's value
+                raise ValueError(f"tune.space: {path}: a sweep collects its data, plans its workers, reads its "
+                                 "starting weights and names its run once for every trial; sweep it as separate runs")
             for value in self.tune.candidates(path):
                 try:
                     Job.model_validate(set_dotted(copy.deepcopy(base), path, value))
@@ -416,6 +440,18 @@ class Job(Section):
                     problem = "; ".join(_describe(e) for e in exc.errors())
                     raise ValueError(f"tune.space.{path}: {value!r} is not valid: {problem}") from None
         return self
+
+    @model_validator(mode="after")
+    def _grace_within_the_epochs(self) -> Job:
+        if self.tune and self.tune.scheduler.name == "asha" and self.tune.scheduler.grace_period > self.most_epochs():
+            raise ValueError(f"tune.scheduler.grace_period: {self.tune.scheduler.grace_period} epochs, more than a "
+                             f"trial trains ({self.most_epochs()})")
+        return self
+
+    def most_epochs(self) -> int:
+        """The most epochs any trial of this job's sweep trains (ASHA's horizon)."""
+        swept = self.tune.candidates("train.epochs") if self.tune and "train.epochs" in self.tune.space else []
+        return max([self.train.epochs, *(int(n) for n in swept)])
 
 
 def _has_path(raw: dict, path: str) -> bool:

@@ -31,6 +31,20 @@ def read_manifest(location: str | Path) -> dict:
     return parse_manifest(text, join(str(location), "manifest.json"))
 
 
+def dataset_version(location: str, digest: str) -> str:
+    """Where the collected dataset of hash `digest` is now: at `location`, or, once a changed source was
+    collected there again, the version kept beside it (<location>@<hash12>: see collect). SourceError if
+    neither holds it."""
+    for candidate in (location, f"{location.rstrip('/')}@{digest[:12]}"):
+        try:
+            if read_manifest(candidate)["hash"] == digest:
+                return candidate
+        except SourceError:
+            continue
+    raise SourceError(f"{location}: no longer holds the dataset of hash {digest[:12]} (collected again since, and "
+                      "that version is gone)")
+
+
 def parse_manifest(text: str, where: str) -> dict:
     """A dataset manifest checked before any of its values is used: a dataset folder may come from anyone."""
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from augtrain.artifacts.bundle import Bundle, load_bundle
 from augtrain.config.spec import Job
-from augtrain.datasets.format import read_manifest
+from augtrain.datasets.format import dataset_version, read_manifest
 from augtrain.datasets.sources import SourceError
 from augtrain.datasets.stream import CollectedData, iter_split
 from augtrain.evaluation.metrics import classification_metrics, predict_logits
@@ -30,17 +30,22 @@ def run_dir_of(path: Path) -> Path:
 
 
 def run_dataset(path: Path) -> str:
-    """The collected dataset a run (or its bundle) was trained and tested on."""
+    """The collected dataset a run (or its bundle) was trained and tested on, by its hash: a dataset collected
+    again since from a changed source is another split of other samples (`dataset_version`)."""
     metrics = run_dir_of(path) / "metrics.json"
     if not metrics.is_file():
         raise SourceError(f"{path}: no run dir around this bundle to find its dataset; pass --data")
     try:
-        dataset = json.loads(metrics.read_text())["dataset"]["path"]
+        dataset = json.loads(metrics.read_text())["dataset"]
+        location, digest = dataset["path"], dataset["hash"]
     except (ValueError, RecursionError, KeyError, TypeError):
-        dataset = None
-    if not isinstance(dataset, str):
-        raise SourceError(f"{metrics}: names no dataset (dataset.path); pass --data")
-    return dataset
+        location = digest = None
+    if not isinstance(location, str) or not isinstance(digest, str):
+        raise SourceError(f"{metrics}: names no dataset (dataset.path and dataset.hash); pass --data")
+    try:
+        return dataset_version(location, digest)
+    except SourceError as exc:
+        raise SourceError(f"{exc}; pass --data") from None
 
 
 def fitting_manifest(bundle: Bundle, dataset_dir: str) -> dict:

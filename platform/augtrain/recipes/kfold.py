@@ -107,4 +107,4 @@ def cross_validate(job: Job, data: CollectedData, run_dir: Path, location: str, 
     extra = {"selected": job.train.select, "selected_fold": best, "best_epoch": metrics["epoch"],
              "best_checkpoint": checkpoint.path, "history": history, "kfold": summary}
     with checkpoint.as_directory() as folder:
-        evaluate_run(run_dir, job, data, folder, extra)
+        evaluate_run(run_dir, job, data, folder, extra, echo)

@@ -30,4 +30,4 @@ def train_and_evaluate(job: Job, data: CollectedData, run_dir: Path, location: s
     with best.as_directory() as folder:
         extra = {"selected": job.train.select, "best_epoch": best_metrics["epoch"], "best_checkpoint": best.path,
                  "history": history}
-        evaluate_run(run_dir, job, data, folder, extra)
+        evaluate_run(run_dir, job, data, folder, extra, echo)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,10 +18,12 @@ from augtrain.artifacts.report import write_report
 from augtrain.artifacts.tracking import log_run
 from augtrain.config.spec import Job, SpecError, dump_job
 from augtrain.datasets.collect import collect
+from augtrain.datasets.locations import is_uri
 from augtrain.datasets.normalize import SERIES
 from augtrain.datasets.stats import train_stats
 from augtrain.datasets.storage import (
     check_shared,
+    file_names,
     join,
     publish,
     read_text,
@@ -27,6 +31,7 @@ from augtrain.datasets.storage import (
     subfolders,
 )
 from augtrain.datasets.stream import CollectedData, read_split
+from augtrain.errors import clip
 from augtrain.evaluation.evaluate import score_checkpoint
 from augtrain.evaluation.metrics import write_metrics
 from augtrain.modalities import for_model
@@ -36,6 +41,7 @@ from augtrain.training.loop import ranking
 from augtrain.training.runtime import start_ray
 
 EXPLAINED = 8  # test samples whose attribution maps every run draws for its report
+FINISHED = "report.html"  # written last of a run's outputs: a run dir without it was interrupted
 
 
 def prepare_dataset(job: Job, address: str | None, echo: Callable[[str], None]) -> CollectedData:
@@ -71,13 +77,17 @@ def new_run_location(job: Job) -> str:
 
 
 def run_location(job: Job, echo: Callable[[str], None]) -> str:
-    """The newest run of `run.name` if a run of the same spec was interrupted there (resumed), else a new one."""
+    """The newest run of `run.name` if a run of the same spec was interrupted there (resumed: no FINISHED),
+    else a new one."""
     base = runs_of(job)
     for name in reversed(subfolders(base)):
         spec = read_text(join(base, name, "spec.yaml"))
         if spec is None:
             continue
-        if spec == dump_job(job) and read_text(join(base, name, "metrics.json")) is None:
+        if spec == dump_job(job) and FINISHED not in file_names(join(base, name)):
+            if not is_uri(base) and _held_elsewhere(Path(base, name)):
+                echo(f"{join(base, name)} is still running in another process: a new run beside it")
+                break
             echo(f"resuming the interrupted run {join(base, name)} from its last checkpoint")
             return join(base, name)
         break
@@ -85,10 +95,37 @@ def run_location(job: Job, echo: Callable[[str], None]) -> str:
 
 
 def open_run_dir(location: str) -> Path:
-    """The local folder where this process writes the run kept at `location` (see augtrain.datasets.storage)."""
+    """The local folder where this process writes the run kept at `location` (see augtrain.datasets.storage),
+    locked for as long as this process runs it: a second run of the same job does not resume it meanwhile."""
     run_dir = staging(location)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir.resolve()
+    run_dir = run_dir.resolve()
+    if str(run_dir) not in _HELD:
+        folder = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a sweep resumed twice at once, or a run taken since run_location looked
+            os.close(folder)
+            raise SpecError(f"{location}: in use by another augtrain process") from None
+        _HELD[str(run_dir)] = folder
+    return run_dir
+
+
+_HELD: dict[str, int] = {}  # run dirs this process opened -> the open folder that holds their lock
+
+
+def _held_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds `run_dir`'s lock (flock on the folder: gone with its process)."""
+    if str(run_dir.resolve()) in _HELD:
+        return False
+    folder = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(folder)  # closing drops the shared lock taken to look
+    return False
 
 
 def open_run(job: Job, address: str | None, echo: Callable[[str], None]) -> tuple[CollectedData, str, Path]:
@@ -105,13 +142,16 @@ def open_run(job: Job, address: str | None, echo: Callable[[str], None]) -> tupl
 
 def close_run(run_dir: Path, location: str) -> Path:
     publish(run_dir, location)
+    os.close(_HELD.pop(str(run_dir)))
     return run_dir
 
 
 def evaluate_run(run_dir: Path, job: Job, data: CollectedData, checkpoint_dir: str, extra: dict,
-                 card: dict | None = None) -> dict:
-    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json, the confusion matrix and the
-    report (`card`: its data card drawn already, see recipes.tune.drawing_card)."""
+                 echo: Callable[[str], None], card: dict | None = None) -> dict:
+    """Score `checkpoint_dir` on the test split; write spec.yaml, metrics.json, the confusion matrix, the
+    bundle, attributions and, last, the report (`card`: its data card drawn already, see
+    recipes.tune.drawing_card); then log to MLflow if asked (a tracking server that fails is told, the run
+    kept)."""
     metrics = {
         "test": score_checkpoint(job, data, checkpoint_dir),
         "dataset": {"path": str(data.path), "hash": data.manifest["hash"]},
@@ -122,9 +162,12 @@ def evaluate_run(run_dir: Path, job: Job, data: CollectedData, checkpoint_dir: s
     write_metrics(run_dir, metrics)
     export_bundle(run_dir, job, data.manifest, data.stats, Path(checkpoint_dir) / WEIGHTS, metrics)
     explain_test_samples(run_dir, data)
-    write_report(run_dir, card)
+    write_report(run_dir, card)  # FINISHED: a failure before it leaves a run that a rerun resumes
     if job.run.mlflow:
-        log_run(run_dir, job, metrics)
+        try:
+            log_run(run_dir, job, metrics)
+        except Exception as exc:  # noqa: BLE001 - MLflow's client raises anything its store or server does
+            echo(f"warning: the run was not logged to MLflow: {type(exc).__name__}: {clip(str(exc))}")
     return metrics
 
 

@@ -35,4 +35,4 @@ def run_trial(config: dict, base: Job, data: CollectedData, plan: Plan, trials: 
     known(data.modality)
     job = trial_job(base, config)
     storage = child(trials, tune.get_context().get_trial_id(), "trial id")
-    fit(job, data, plan, storage, tune_trial=True, initial=initial[0] if initial else None)
+    fit(job, data, plan, storage, trial=base.tune, initial=initial[0] if initial else None)

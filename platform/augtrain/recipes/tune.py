@@ -79,7 +79,7 @@ def _scheduler(job: Job):
         return FIFOScheduler()
     return ASHAScheduler(
         time_attr="training_iteration",
-        max_t=job.train.epochs,
+        max_t=job.most_epochs(),
         grace_period=scheduler.grace_period,
         reduction_factor=scheduler.reduction_factor,
     )
@@ -149,7 +149,8 @@ def drawing_card(job: Job, data: CollectedData) -> Future:
     take the result before anything else plots."""
     spec = job.model_dump(mode="json")
     pool = ThreadPoolExecutor(1, thread_name_prefix="data-card")
-    card = pool.submit(data_card, str(data.path), spec["augment"], spec["data"]["seed"], data.stats)
+    dataset = {"path": str(data.path), "hash": data.manifest["hash"]}
+    card = pool.submit(data_card, dataset, spec["augment"], spec["data"]["seed"], data.stats)
     pool.shutdown(wait=False)
     return card
 
@@ -174,7 +175,7 @@ def finish_sweep(run_dir: Path, location: str, job: Job, data: CollectedData, pl
              "history": histories[best["trial"]],
              "tune": {"metric": job.tune.metric, "mode": job.tune.mode, "trials": len(rows)}}
     same = (best_job.augment, best_job.data.seed) == (job.augment, job.data.seed)
-    evaluate_run(run_dir, best_job, data, str(checkpoint), extra, card if same else None)
+    evaluate_run(run_dir, best_job, data, str(checkpoint), extra, echo, card if same else None)
 
 
 def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, list[dict]]]:
@@ -195,7 +196,7 @@ def trial_rows(job: Job, location: str, results) -> tuple[list[dict], dict[str, 
         # by the last epoch reported, not the count: a trial cut by a killed sweep resumes from its last
         # checkpoint and reports only the epochs after it
         epochs_run = max((int(record["epoch"]) + 1 for record in records), default=0)
-        stopped = result.error is None and epochs_run < job.train.epochs
+        stopped = result.error is None and epochs_run < result.config.get("train.epochs", job.train.epochs)
         rows.append({
             "trial": trial,
             **{path: result.config.get(path) for path in job.tune.space},

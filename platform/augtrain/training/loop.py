@@ -31,7 +31,7 @@ from ray.train import (
 from tensorboardX import SummaryWriter
 from torch import nn
 
-from augtrain.config.spec import Job
+from augtrain.config.spec import Job, Tune
 from augtrain.datasets.storage import is_uri, join, publish
 from augtrain.datasets.stream import CollectedData
 from augtrain.modalities import Modality
@@ -356,11 +356,11 @@ def in_process(job: Job, plan: Plan) -> bool:
     return plan.workers == 1 and not plan.use_gpu and job.run.max_failures == 0
 
 
-def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune_trial: bool = False, initial=None):
+def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, trial: Tune | None = None, initial=None):
     """Train `job` (on a k-fold's `fold`), in this process or on a TorchTrainer (see `in_process`), from the
     `initial` weights (training/initial.py) if any; checkpoints go to `storage`/train (a folder or URI), the
-    best k by val accuracy kept. A `tune_trial` reports every epoch to Tune. Returns a ray.train.Result (or a
-    LocalResult with the same fields)."""
+    best k by val accuracy kept. A sweep's `trial` (its tune section) reports every epoch to Tune and keeps
+    the best k by the sweep's metric. Returns a ray.train.Result (or a LocalResult with the same fields)."""
     # the data workers' share of the CPUs and, for a stream larger than STREAM_BUFFER, of the object store;
     # blocks reach the trainer in the order they were listed (seeded runs)
     context, here = DataContext.get_current(), in_process(job, plan)
@@ -371,22 +371,23 @@ def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune
     context.enable_progress_bars &= not here  # the loop's own bar (training/progress.py) stands in for Ray Data's
     datasets, samples = data.for_training(job, plan, fold)
     config = loop_config(job, data, plan, storage, samples, initial)
+    metric, mode = (trial.metric, trial.mode) if trial else (SCORE, "max")  # what keeps a checkpoint
     if here:
         if bounded:  # the stream's scheduling loop, held back, polls without pause: out of this process with it
             datasets = {**datasets, "train": datasets["train"].streaming_split(1)[0]}
         tell = None
-        if tune_trial:
+        if trial:
             from ray import tune
             from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
             def tell(metrics: dict, path: str) -> None:
                 tune.report({**metrics, CHECKPOINT_PATH_KEY: path})
 
-        session = LocalSession(datasets, storage, job.train.keep_checkpoints, ranking(), tell)
+        session = LocalSession(datasets, storage, job.train.keep_checkpoints, ranking(metric, mode), tell)
         train_loop(config, session)
         return session.result()
     callbacks = []
-    if tune_trial:
+    if trial:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
@@ -407,8 +408,8 @@ def fit(job: Job, data: CollectedData, plan: Plan, storage: str, fold=None, tune
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=job.train.keep_checkpoints,
-                checkpoint_score_attribute=SCORE,
-                checkpoint_score_order="max",
+                checkpoint_score_attribute=metric,
+                checkpoint_score_order=mode,
             ),
         ),
         datasets=datasets,
