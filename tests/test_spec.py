@@ -8,6 +8,7 @@ from augtrain.config.spec import (
     dump_job,
     load_job,
     parse_job,
+    read_yaml,
 )
 from conftest import loaded_by, loaded_by_import
 
@@ -98,6 +99,11 @@ def test_numbers_in_exponent_form_are_numbers_and_bounds_hold(tmp_path):
     assert "5 bad field(s)" in message and "data.resize.0: Input should be greater than 0" in message
     assert "train.lr: Input should be a finite number" in message and "data.image_shape.0: Input should be greater than 0" in message
     assert "data.encoding: base64: only encodings that keep ASCII as ASCII are read" in message
+
+
+def test_text_that_reads_as_a_number_is_quoted_when_a_spec_is_written():
+    job = parse_job({"data": {"source": "sklearn-digits", "label_column": "1e5"}, "run": {"name": "2e3"}})
+    assert parse_job(read_yaml(dump_job(job), "spec.yaml")) == job  # a run's spec.yaml reads back as written
 
 
 def test_elastic_workers_placement_and_storage_paths():

@@ -144,7 +144,7 @@ def data_card(dataset: dict, augment: list[dict], seed: int, stats: dict) -> dic
     augmented as `augment` with `seed` does in training) of `dataset` (a run's: its path and hash, see
     `dataset_version`); `missing` says why when the dataset is gone."""
     try:
-        dataset = dataset_version(dataset["path"], dataset["hash"])
+        dataset = dataset_version(dataset["path"], dataset.get("hash"))
         manifest = read_manifest(dataset)
     except SourceError as exc:
         return {"missing": str(exc)}

@@ -53,9 +53,14 @@ class _JobLoader(yaml.SafeLoader):
         super().flatten_mapping(node)
 
 
-_JobLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
+class _JobDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that quotes the text _JobLoader would read as a number (a run named 1e5)."""
+
+
+for _yaml in (_JobLoader, _JobDumper):
+    _yaml.add_implicit_resolver(
+        "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+    )
 
 
 def read_yaml(text: str, origin: str) -> Any:
@@ -347,7 +352,7 @@ class Tune(Section):
     space: dict[str, dict[str, list]]
     samples: int = Field(1, ge=1, description="random samples (grid: repeats of the grid)")
     metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
-    mode: Literal["max", "min"] = Field(description="min for a loss, max for an accuracy (the default: set by the metric)")
+    mode: Literal["max", "min"] = Field(description="default: min for a loss, max for an accuracy")
     search: Literal["random", "grid", "optuna"] = "random"
     scheduler: Scheduler = Scheduler()
     max_concurrent: int | None = Field(None, ge=1, description="default: planned from the cluster")
@@ -375,12 +380,9 @@ class Tune(Section):
     @model_validator(mode="before")
     @classmethod
     def _mode_of_the_metric(cls, raw: Any) -> Any:
-        """A sweep that maximized a loss would pick its worst trial: mode follows the metric."""
-        if isinstance(raw, dict):
-            best = "min" if str(raw.get("metric", "")).endswith("_loss") else "max"
-            if raw.get("mode", best) != best:
-                raise ValueError(f"mode: {raw['metric']} is best at its {best}imum: mode {best} (or leave mode out)")
-            raw = {**raw, "mode": best}
+        """Unless given, mode follows the metric (a sweep that maximized a loss picked its worst trial)."""
+        if isinstance(raw, dict) and raw.get("mode") is None:
+            raw = {**raw, "mode": "min" if str(raw.get("metric", "")).endswith("_loss") else "max"}
         return raw
 
     def candidates(self, path: str) -> list:
@@ -555,4 +557,4 @@ def headline(job: Job) -> str:
 
 def dump_job(job: Job) -> str:
     """The resolved spec as YAML, every default filled in."""
-    return yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(job.model_dump(mode="json"), Dumper=_JobDumper, sort_keys=False)

@@ -31,10 +31,12 @@ def read_manifest(location: str | Path) -> dict:
     return parse_manifest(text, join(str(location), "manifest.json"))
 
 
-def dataset_version(location: str, digest: str) -> str:
+def dataset_version(location: str, digest: str | None) -> str:
     """Where the collected dataset of hash `digest` is now: at `location`, or, once a changed source was
     collected there again, the version kept beside it (<location>@<hash12>: see collect). SourceError if
-    neither holds it."""
+    neither holds it; `location` itself for no digest."""
+    if digest is None:
+        return location
     for candidate in (location, f"{location.rstrip('/')}@{digest[:12]}"):
         try:
             if read_manifest(candidate)["hash"] == digest:

@@ -70,6 +70,8 @@ def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, ex
         named = extra and isinstance(row.get(extra), str) and row.get(extra)
         id_ = display(row[extra]) if named else f"{name}:{key[0]}"
         label = row.get(data.label_column, "")
+        if not labelled and (label is None or label != label):  # noqa: PLR0124 - NaN
+            label = ""  # an input to predict without its label
         named_split = str(row.get(data.split_column) or "").strip().lower() if data.split_column else ""
         split = SPLIT_FOLDERS.get(named_split, "?") if named_split else ""
         if label is None or (labelled and isinstance(label, str) and not label.strip()) or not utf8([label]):
@@ -103,7 +105,7 @@ def file_table(source: str, data: Data, labelled: bool) -> Listing:
             file, reason = f"{source.rsplit('/', 1)[0]}/{name}", f"outside the source folder: {display(name)}" if outside else None
         else:
             file, reason = inside(root.parent, name, data.follow_links)
-        same = None if reason else os.path.normpath(file)  # a/b.png, ./a/b.png and a/c/../b.png are one file
+        same = None if reason or not labelled else os.path.normpath(file)  # a/b.png, ./a/b.png, a/c/../b.png: one file
         if same in first:  # one file in two rows: in two classes, or in train and test
             reason = f"duplicate: the file of {first[same]}"
         if reason:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import math
-import numbers
 import shutil
 import zipfile
 import zlib
@@ -46,18 +44,18 @@ class SourceError(BadInput):
 
 
 def class_name(label) -> str:
-    """A record's label as the name of its class: text (bytes read as UTF-8) or a number. ValueError (a
-    quarantine reason) for a label that names none: missing (None, NaN), not valid UTF-8, or not one value
-    (a list, a record)."""
+    """A record's label as the name of its class: as text (bytes read as UTF-8). ValueError (a quarantine
+    reason) for a label that names none: missing (None, NaN, NaT), not valid UTF-8, or many values (a list,
+    a record)."""
     if isinstance(label, bytes):
         try:
             label = label.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("label not valid UTF-8") from None
-    if label is None or (isinstance(label, numbers.Real) and math.isnan(label)):
+    if isinstance(label, (list, tuple, dict, set, np.ndarray)):
+        raise ValueError(f"label is not one value: {type(label).__name__} {clip(str(label), 40)}")
+    if label is None or label != label:  # noqa: PLR0124 - NaN (float, numpy, Decimal) and NaT are not themselves
         raise ValueError("missing label")
-    if not isinstance(label, (str, numbers.Number)):
-        raise ValueError(f"label is not one text or number: {type(label).__name__} {clip(str(label), 40)}")
     return str(label)
 
 

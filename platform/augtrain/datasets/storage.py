@@ -123,7 +123,10 @@ def publish(local: Path, location: str, last: str | None = None) -> None:
     fs, path = filesystem(location)
     fs.create_dir(path, recursive=True)
     for file in sorted(local.iterdir(), key=lambda file: file.name == last):
-        pafs.copy_files(str(file), f"{path}/{file.name}", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        if file.is_dir():  # a run's model/, train/
+            copy_folder(file, join(location, file.name))
+        else:
+            pafs.copy_files(str(file), f"{path}/{file.name}", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def copy_folder(local: Path, location: str) -> None:

@@ -107,6 +107,9 @@ def open_run_dir(location: str) -> Path:
         except BlockingIOError:  # a sweep resumed twice at once, or a run taken since run_location looked
             os.close(folder)
             raise SpecError(f"{location}: in use by another augtrain process") from None
+        except OSError:  # a filesystem without locks: the run goes on unlocked
+            os.close(folder)
+            return run_dir
         _HELD[str(run_dir)] = folder
     return run_dir
 
@@ -123,6 +126,8 @@ def _held_elsewhere(run_dir: Path) -> bool:
         fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # a filesystem without locks: nothing to tell
+        return False
     finally:
         os.close(folder)  # closing drops the shared lock taken to look
     return False
@@ -141,8 +146,10 @@ def open_run(job: Job, address: str | None, echo: Callable[[str], None]) -> tupl
 
 
 def close_run(run_dir: Path, location: str) -> Path:
-    publish(run_dir, location)
-    os.close(_HELD.pop(str(run_dir)))
+    publish(run_dir, location, last=FINISHED)
+    folder = _HELD.pop(str(run_dir), None)
+    if folder is not None:
+        os.close(folder)
     return run_dir
 
 
