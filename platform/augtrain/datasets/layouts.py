@@ -17,6 +17,7 @@ from augtrain.datasets.sources import (
     Reader,
     SourceError,
     csv_scan,
+    missing,
     parquet_scan,
     table_header,
     utf8,
@@ -70,7 +71,7 @@ def labelled_rows(source: str, header: list[str], data: Data, labelled: bool, ex
         named = extra and isinstance(row.get(extra), str) and row.get(extra)
         id_ = display(row[extra]) if named else f"{name}:{key[0]}"
         label = row.get(data.label_column, "")
-        if not labelled and (label is None or label != label):  # noqa: PLR0124 - NaN
+        if not labelled and missing(label):
             label = ""  # an input to predict without its label
         named_split = str(row.get(data.split_column) or "").strip().lower() if data.split_column else ""
         split = SPLIT_FOLDERS.get(named_split, "?") if named_split else ""

@@ -54,9 +54,24 @@ def class_name(label) -> str:
             raise ValueError("label not valid UTF-8") from None
     if isinstance(label, (list, tuple, dict, set, np.ndarray)):
         raise ValueError(f"label is not one value: {type(label).__name__} {clip(str(label), 40)}")
-    if label is None or label != label:  # noqa: PLR0124 - NaN (float, numpy, Decimal) and NaT are not themselves
+    if missing(label):
         raise ValueError("missing label")
     return str(label)
+
+
+def missing(value) -> bool:
+    """None, or a NaN (float, numpy, Decimal) or NaT: the values that are not equal to themselves."""
+    return value is None or value != value  # noqa: PLR0124
+
+
+def _named(labels: list[str], rejects: list, id_: str, label) -> bool:
+    """Append `label`'s class name to `labels`, or (False) the record to `rejects` with the reason it names none."""
+    try:
+        labels.append(class_name(label))
+    except ValueError as exc:
+        rejects.append((id_, str(exc)))
+        return False
+    return True
 
 
 @dataclass
@@ -72,10 +87,7 @@ class Loaded:
 
     def add(self, id_: str, sample: np.ndarray, label, test: bool = False) -> None:
         """One sample, or a quarantined one where its label names no class (`class_name`)."""
-        try:
-            self.labels.append(class_name(label))
-        except ValueError as exc:
-            self.rejects.append((id_, str(exc)))
+        if not _named(self.labels, self.rejects, id_, label):
             return
         self.ids.append(id_)
         self.samples.append(sample)
@@ -136,10 +148,7 @@ class Listing:
 
     def add(self, id_: str, label, key, given: str = "") -> bool:
         """One record, or (False) a quarantined one where its label names no class (`class_name`)."""
-        try:
-            self.labels.append(class_name(label))
-        except ValueError as exc:
-            self.rejects.append((id_, str(exc)))
+        if not _named(self.labels, self.rejects, id_, label):
             return False
         self.ids.append(id_)
         self.keys.append(key)
